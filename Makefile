@@ -1,0 +1,145 @@
+# SLM-Copilot: one non-recursive GNU Makefile (STYLE.md 13).
+#
+#   make              build build/rel/slm (hardened release)
+#   make SAN=asan     build under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make SAN=tsan     build under ThreadSanitizer
+#   make run          install missing packages, build, make the demo model, run it
+#   make test         install missing packages, then every test optimised and under ASan+UBSan
+#   make check        unit + integration tests of one variant (SAN=...)
+#   make fuzz         build the libFuzzer targets (clang)
+#   make fuzz-smoke   run each fuzzer FUZZ_SECONDS on its corpus
+#   make lint         clang-format check + tools/lint.sh
+#   make bench        side-by-side benchmark with llama.cpp (see bench/README.md)
+
+CC      ?= cc
+SAN     ?=
+OPT     ?= 2
+BUILD   := build/$(if $(SAN),$(SAN),rel)
+WARN    := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
+           -Wvla -Wimplicit-fallthrough -Wnull-dereference -Werror
+HARDEN  := -D_FORTIFY_SOURCE=3 -fstack-protector-strong -fstack-clash-protection \
+           -fcf-protection -fPIE
+CFLAGS  := -std=c17 -D_GNU_SOURCE -g -O$(OPT) $(WARN) -Isrc -Itests -MMD -MP $(EXTRA_CFLAGS)
+LDFLAGS := -pie -Wl,-z,relro,-z,now,-z,noexecstack
+LDLIBS  := -lm -lpthread
+
+SECCOMP_LIBS := $(shell pkg-config --libs libseccomp 2>/dev/null || echo -lseccomp)
+LDLIBS  += $(SECCOMP_LIBS)
+
+ifeq ($(SAN),asan)
+  CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -fPIE
+  LDFLAGS += -fsanitize=address,undefined
+else ifeq ($(SAN),tsan)
+  CFLAGS  += -fsanitize=thread -fno-omit-frame-pointer -fPIE
+  LDFLAGS += -fsanitize=thread
+else ifeq ($(SAN),fuzz)
+  CC      := clang
+  CFLAGS  += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fPIE \
+             -DSLM_FUZZING=1
+  LDFLAGS += -fsanitize=fuzzer,address,undefined
+else
+  CFLAGS  += $(HARDEN)
+endif
+
+# Kernels: each instruction set in its own file with its own flags, chosen at
+# run time by src/engine/cpu.c; never -march=native for the whole tree.
+KFLAGS_AVX2   := -O3 -mavx2 -mfma -mf16c -mbmi2
+KFLAGS_AVX512 := -O3 -mavx2 -mfma -mf16c -mbmi2 -mavx512f -mavx512bw -mavx512vl -mavx512dq \
+                 -mavx512vnni -mavx512bf16 -mavx512vbmi
+KFLAGS        := -O3
+
+LIB_SRC   := $(sort $(wildcard src/core/*.c src/engine/*.c src/chat/*.c src/sandbox/*.c))
+CLI_SRC   := $(sort $(wildcard src/cli/*.c))
+UNIT_SRC  := $(sort $(wildcard tests/unit/*/*.c)) tests/harness/t.c
+FUZZ_SRC  := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
+UNIT_OBJ  := $(UNIT_SRC:%.c=$(BUILD)/%.o)
+LIB       := $(BUILD)/libslm.a
+BIN       := $(BUILD)/slm
+UNIT_BIN  := $(BUILD)/unit_tests
+FUZZ_BIN  := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+
+.PHONY: all run test check check-unit check-integ fuzz fuzz-smoke lint deps clean bench demo-model
+
+all: $(BIN)
+
+$(BUILD)/src/engine/kernels_avx2.o: CFLAGS += $(KFLAGS_AVX2)
+$(BUILD)/src/engine/kernels_avx512.o: CFLAGS += $(KFLAGS_AVX512)
+$(BUILD)/src/engine/kernels_scalar.o: CFLAGS += $(KFLAGS)
+$(BUILD)/tests/unit/engine/test_kernels.o: CFLAGS += -O2
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(CLI_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
+
+$(UNIT_BIN): $(UNIT_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $(UNIT_OBJ) $(LIB) $(LDLIBS)
+
+# ---- the README's two commands ----
+
+MODEL ?=
+DEMO_MODEL := build/models/demo-q8_0.gguf
+
+deps:
+	@tools/deps.sh
+
+demo-model: $(BIN)
+	@tools/demo-model.sh $(BIN) $(DEMO_MODEL)
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@if [ -z "$(MODEL)" ]; then $(MAKE) --no-print-directory demo-model; fi
+	@m="$(if $(MODEL),$(MODEL),$(DEMO_MODEL))"; \
+	  echo "slm: running $$m (make run MODEL=path/to/model.gguf for another)" >&2; \
+	  $(BIN) run -m "$$m" -n 64 -p "def fibonacci(n):"
+
+test: deps
+	@rm -f build/summary-*.txt
+	@$(MAKE) --no-print-directory check SAN=
+	@$(MAKE) --no-print-directory check SAN=asan
+	@$(MAKE) --no-print-directory fuzz-smoke
+	@tools/total.sh build/summary-*.txt
+
+# ---- tests ----
+
+check: $(BIN) $(UNIT_BIN)
+	@tests/run.sh $(BUILD) $(if $(SAN),$(SAN),rel)
+
+check-unit: $(UNIT_BIN)
+	@$(UNIT_BIN)
+
+check-integ: $(BIN)
+	@SLM=$(BIN) tests/integration/run.sh
+
+fuzz:
+	@$(MAKE) --no-print-directory SAN=fuzz $(FUZZ_BIN)
+
+build/fuzz/%: tests/fuzz/%.c build/fuzz/libslm.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< build/fuzz/libslm.a $(LDLIBS)
+
+FUZZ_SECONDS ?= 20
+fuzz-smoke:
+	@if command -v clang >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory fuzz && tools/fuzz-smoke.sh $(FUZZ_SECONDS); \
+	else echo "fuzz-smoke: clang not installed, skipped" >&2; fi
+
+lint:
+	@tools/lint.sh
+
+bench: $(BIN)
+	@bench/run.sh
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

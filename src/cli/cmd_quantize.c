@@ -1,0 +1,14 @@
+/*
+ * cmd_quantize.c - placeholder until its owner lands the real command.
+ */
+#include <stdio.h>
+
+#include "cli/cli.h"
+
+int cmd_quantize(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "slm quantize: not built yet\n");
+    return SLM_EXIT_RUNTIME;
+}

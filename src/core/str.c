@@ -1,0 +1,148 @@
+/*
+ * str.c - strict number parsing and string helpers (see str.h).
+ */
+#include "core/str.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <time.h>
+
+int slm_parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    if (s == NULL || *s < '0' || *s > '9')
+        return SLM_EINVAL;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno == ERANGE)
+        return SLM_ERANGE;
+    if (*end != '\0')
+        return SLM_EINVAL;
+    *out = v;
+    return 0;
+}
+
+int slm_parse_i64(const char *s, int64_t *out)
+{
+    char *end;
+    long long v;
+
+    if (s == NULL || *s == '\0' || *s == ' ' || *s == '+')
+        return SLM_EINVAL;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno == ERANGE)
+        return SLM_ERANGE;
+    if (end == s || *end != '\0')
+        return SLM_EINVAL;
+    *out = v;
+    return 0;
+}
+
+int slm_parse_double(const char *s, double *out)
+{
+    char *end;
+    double v;
+
+    if (s == NULL || *s == '\0' || *s == ' ')
+        return SLM_EINVAL;
+    errno = 0;
+    v = strtod(s, &end);
+    if (end == s || *end != '\0')
+        return SLM_EINVAL;
+    if (!isfinite(v) || errno == ERANGE)
+        return SLM_ERANGE;
+    *out = v;
+    return 0;
+}
+
+int slm_parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+    int shift = 0;
+
+    if (s == NULL || *s < '0' || *s > '9')
+        return SLM_EINVAL;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno == ERANGE)
+        return SLM_ERANGE;
+    switch (*end) {
+    case '\0':
+        break;
+    case 'k':
+    case 'K':
+        shift = 10;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        break;
+    default:
+        return SLM_EINVAL;
+    }
+    if (*end != '\0' && end[1] != '\0' && !((end[1] == 'B' || end[1] == 'b') && end[2] == '\0'))
+        return SLM_EINVAL;
+    if (shift > 0 && v > (UINT64_MAX >> shift))
+        return SLM_ERANGE;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+uint64_t slm_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Validates UTF-8 per RFC 3629. */
+bool slm_utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+
+    while (i < len) {
+        unsigned c = p[i];
+        size_t n;
+        unsigned cp;
+
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf) {
+            n = 1;
+            cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 2;
+            cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (len - i <= n)
+            return false;
+        for (size_t k = 1; k <= n; k++) {
+            if ((p[i + k] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (p[i + k] & 0x3f);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += n + 1;
+    }
+    return true;
+}

@@ -1,0 +1,24 @@
+/*
+ * str.h - strict number parsing and small string helpers.
+ *
+ * The parsers accept the whole string or fail: no leading or trailing junk,
+ * no silent overflow (what atoi and friends, banned here, get wrong).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+
+SLM_NODISCARD int slm_parse_u64(const char *s, uint64_t *out);
+SLM_NODISCARD int slm_parse_i64(const char *s, int64_t *out);
+/* Accepts finite decimal or exponent notation only (no nan, no inf). */
+SLM_NODISCARD int slm_parse_double(const char *s, double *out);
+/* Parses "512", "64K", "1M", "2G" (powers of 1024) into bytes. */
+SLM_NODISCARD int slm_parse_size(const char *s, uint64_t *out);
+/* Monotonic clock in nanoseconds. */
+uint64_t slm_now_ns(void);
+/* True if s[0..len) is valid UTF-8 (no overlongs, no surrogates). */
+bool slm_utf8_valid(const char *s, size_t len);

@@ -1,0 +1,82 @@
+/*
+ * kernels.h - the compute kernels and their run-time selection.
+ *
+ * One table of function pointers per instruction set: kernels_scalar.c is the
+ * reference every other must match (tests/unit/engine/test_kernels.c),
+ * kernels_avx2.c and kernels_avx512.c are compiled with their own -m flags and
+ * only ever called after CPUID (cpu.c) says the CPU and the OS support them,
+ * so one binary runs on any x86-64. SLM_CPU=scalar|avx2|avx512 forces a path
+ * (a path the CPU lacks is refused with a message, falling back to the best
+ * available).
+ *
+ * Matrix products pair each weight type with an activation type (ggml's
+ * vec_dot_type): activations are converted once per row with from_float and
+ * then dotted with many weight rows.
+ *   F32 -> F32, F16 -> F16, BF16 -> BF16, Q8_0 and Q4_0 -> Q8_0,
+ *   Q4_K, Q5_K and Q6_K -> Q8_K.
+ *
+ * Thread safety: the tables are immutable; kernels are reentrant.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/quant.h"
+
+struct cpu_features {
+    bool sse42, avx, avx2, fma, f16c, bmi2;
+    bool avx512f, avx512bw, avx512vl, avx512dq, avx512vnni, avx512bf16, avx512vbmi;
+    bool avx_vnni;
+};
+
+/* Detects the CPU's and the OS's support (XGETBV) once; returns borrowed. */
+const struct cpu_features *cpu_features_get(void);
+
+/*
+ * s = sum over i < n of w[i] * x[i]; w of type t, x of kernels_vec_dot_type(t);
+ * n a multiple of both block sizes.
+ */
+typedef void kernel_vec_dot_fn(size_t n, float *s, const void *w, const void *x);
+/* Converts n floats to the activation type; n a multiple of its block size. */
+typedef void kernel_from_float_fn(const float *x, void *y, size_t n);
+/*
+ * A tile of a matrix product: for r < n_rows and c < n_cols,
+ *   y[c * y_stride + r] = dot(w + r * w_stride, x + c * x_stride) over n elements.
+ * Strides are in bytes for w and x, in floats for y.
+ */
+typedef void kernel_gemm_fn(size_t n, const void *w, size_t w_stride, size_t n_rows,
+                            const void *x, size_t x_stride, size_t n_cols, float *y,
+                            size_t y_stride);
+
+struct kernel_ops {
+    const char *name; /* "scalar", "avx2", "avx512" */
+    kernel_vec_dot_fn *vec_dot[TENSOR_TYPE_COUNT];
+    kernel_from_float_fn *from_float[TENSOR_TYPE_COUNT];
+    kernel_gemm_fn *gemm[TENSOR_TYPE_COUNT];
+    /* f32 helpers for attention and the elementwise parts. */
+    float (*dot_f32)(const float *a, const float *b, size_t n);
+    /* dot of f32 a with f16 b (attention scores over an F16 KV cache) */
+    float (*dot_f32_f16)(const float *a, const uint16_t *b, size_t n);
+    /* y[i] += a * x[i] */
+    void (*axpy_f32)(size_t n, float a, const float *x, float *y);
+    /* y[i] += a * x[i], x in f16 (attention values from an F16 KV cache) */
+    void (*axpy_f16)(size_t n, float a, const uint16_t *x, float *y);
+    /* y[i] = f16(x[i]) and back, n elements */
+    void (*f32_to_f16)(const float *x, uint16_t *y, size_t n);
+    void (*f16_to_f32)(const uint16_t *x, float *y, size_t n);
+};
+
+/* The activation type weights of type t are multiplied with; COUNT if none. */
+enum tensor_type kernels_vec_dot_type(enum tensor_type t);
+
+/* The selected table (SLM_CPU honoured); returns borrowed, never NULL. */
+const struct kernel_ops *kernels_get(void);
+/* The table for name if this CPU can run it, else NULL. */
+const struct kernel_ops *kernels_get_named(const char *name);
+
+/* The tables (defined in kernels_*.c; callers use kernels_get). */
+extern const struct kernel_ops kernels_scalar;
+extern const struct kernel_ops kernels_avx2;
+extern const struct kernel_ops kernels_avx512;

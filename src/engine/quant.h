@@ -1,0 +1,142 @@
+/*
+ * quant.h - tensor element types and their block layouts (GGUF/ggml).
+ *
+ * A GGUF tensor stores rows of ne[0] elements. Quantized types pack a row into
+ * blocks of block_size elements and type_size bytes each; ne[0] must be a
+ * multiple of block_size. The numbering is the file format's (ggml_type) and
+ * never changes; numbers that ggml retired are not valid types.
+ *
+ * Block layouts we compute with (all little-endian, packed, no padding):
+ *   Q8_0  (32 el, 34 B):  f16 d; int8 qs[32];                x = d * q
+ *   Q4_0  (32 el, 18 B):  f16 d; u8 qs[16];                  x = d * (q - 8);
+ *                         element j < 16 is qs[j] & 15, element j + 16 is qs[j] >> 4
+ *   Q4_K (256 el, 144 B): f16 d; f16 dmin; u8 scales[12]; u8 qs[128];
+ *                         8 sub-blocks of 32 with 6-bit scale and min packed in scales[]
+ *   Q5_K (256 el, 176 B): f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]
+ *   Q6_K (256 el, 210 B): u8 ql[128]; u8 qh[64]; int8 scales[16]; f16 d
+ *   Q8_K (256 el, 292 B): f32 d; int8 qs[256]; int16 bsums[16] (activations only)
+ * F32, F16 (IEEE half), BF16 (upper 16 bits of an f32) have block size 1.
+ *
+ * Thread safety: all functions are pure.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+
+enum tensor_type {
+    TENSOR_TYPE_F32 = 0,
+    TENSOR_TYPE_F16 = 1,
+    TENSOR_TYPE_Q4_0 = 2,
+    TENSOR_TYPE_Q4_1 = 3,
+    TENSOR_TYPE_Q5_0 = 6,
+    TENSOR_TYPE_Q5_1 = 7,
+    TENSOR_TYPE_Q8_0 = 8,
+    TENSOR_TYPE_Q8_1 = 9,
+    TENSOR_TYPE_Q2_K = 10,
+    TENSOR_TYPE_Q3_K = 11,
+    TENSOR_TYPE_Q4_K = 12,
+    TENSOR_TYPE_Q5_K = 13,
+    TENSOR_TYPE_Q6_K = 14,
+    TENSOR_TYPE_Q8_K = 15,
+    TENSOR_TYPE_IQ2_XXS = 16,
+    TENSOR_TYPE_IQ2_XS = 17,
+    TENSOR_TYPE_IQ3_XXS = 18,
+    TENSOR_TYPE_IQ1_S = 19,
+    TENSOR_TYPE_IQ4_NL = 20,
+    TENSOR_TYPE_IQ3_S = 21,
+    TENSOR_TYPE_IQ2_S = 22,
+    TENSOR_TYPE_IQ4_XS = 23,
+    TENSOR_TYPE_I8 = 24,
+    TENSOR_TYPE_I16 = 25,
+    TENSOR_TYPE_I32 = 26,
+    TENSOR_TYPE_I64 = 27,
+    TENSOR_TYPE_F64 = 28,
+    TENSOR_TYPE_IQ1_M = 29,
+    TENSOR_TYPE_BF16 = 30,
+    TENSOR_TYPE_TQ1_0 = 34,
+    TENSOR_TYPE_TQ2_0 = 35,
+    TENSOR_TYPE_MXFP4 = 39,
+    TENSOR_TYPE_COUNT = 40
+};
+
+#define QK8_0 32
+#define QK4_0 32
+#define QK_K 256
+#define K_SCALE_SIZE 12
+
+/* The block structs (sizes checked by _Static_assert in quant_types.c). */
+struct block_q8_0 {
+    uint16_t d;
+    int8_t qs[QK8_0];
+};
+
+struct block_q4_0 {
+    uint16_t d;
+    uint8_t qs[QK4_0 / 2];
+};
+
+struct block_q4_k {
+    uint16_t d;
+    uint16_t dmin;
+    uint8_t scales[K_SCALE_SIZE];
+    uint8_t qs[QK_K / 2];
+};
+
+struct block_q5_k {
+    uint16_t d;
+    uint16_t dmin;
+    uint8_t scales[K_SCALE_SIZE];
+    uint8_t qh[QK_K / 8];
+    uint8_t qs[QK_K / 2];
+};
+
+struct block_q6_k {
+    uint8_t ql[QK_K / 2];
+    uint8_t qh[QK_K / 4];
+    int8_t scales[QK_K / 16];
+    uint16_t d;
+};
+
+struct block_q8_k {
+    float d;
+    int8_t qs[QK_K];
+    int16_t bsums[QK_K / 16];
+};
+
+struct tensor_type_traits {
+    const char *name;  /* "q4_K", as llama.cpp prints it; NULL: not a type */
+    uint32_t block_size;
+    uint32_t type_size; /* bytes per block */
+    bool supported;     /* this build can compute with it */
+};
+
+/* Returns the traits of t, or NULL if t is not a valid type number. */
+const struct tensor_type_traits *tensor_type_get(uint32_t t);
+/* Returns the name of t ("f32", "q4_K", ...) or "unknown". */
+const char *tensor_type_name(uint32_t t);
+/* Parses a name ("q8_0", "Q8_0", "q4_k", "bf16"): 0 or SLM_ENOTFOUND. */
+SLM_NODISCARD int tensor_type_from_name(const char *name, enum tensor_type *out);
+/*
+ * Bytes of one row of n elements of type t: 0 on success, SLM_EINVAL if t is
+ * invalid or n is not a multiple of the block size, SLM_ERANGE on overflow.
+ */
+SLM_NODISCARD int tensor_row_size(enum tensor_type t, uint64_t n, uint64_t *out);
+
+/* Scalar conversions (exact IEEE round-to-nearest-even; NaN stays NaN). */
+float fp16_to_f32(uint16_t h);
+uint16_t f32_to_fp16(float f);
+float bf16_to_f32(uint16_t h);
+uint16_t f32_to_bf16(float f);
+
+/*
+ * Row conversion between f32 and type t (implemented in quant.c).
+ * quant_dequantize_row: y[0..n) = x decoded; n a multiple of the block size.
+ * quant_quantize_row: the reference quantizer (llama.cpp's "_ref" behaviour);
+ * imatrix-free. Returns SLM_EUNSUPPORTED for types this build cannot write.
+ */
+SLM_NODISCARD int quant_dequantize_row(enum tensor_type t, const void *x, float *y, size_t n);
+SLM_NODISCARD int quant_quantize_row(enum tensor_type t, const float *x, void *y, size_t n);

@@ -1,0 +1,41 @@
+# Shared helpers for the integration scripts (sourced, not run).
+#
+#   t_run NAME CMD [ARGS...]   runs CMD in a subshell; exit 0 passes, 77 skips,
+#                              anything else fails and its output is shown
+#   t_end                      prints "N passed, N failed[, N skipped]"
+#   fail MSG                   (inside a case) prints MSG and fails the case
+#   skip MSG                   (inside a case) skips the case
+# $SLM is the binary under test; $T_TMP a private directory removed at exit.
+T_PASS=0 T_FAIL=0 T_SKIP=0
+T_TMP=$(mktemp -d "${TMPDIR:-/tmp}/slm-integ-XXXXXX")
+trap 'rm -rf "$T_TMP"' EXIT
+: "${SLM:?SLM must name the slm binary}"
+T_CASE_TIMEOUT=${T_CASE_TIMEOUT:-120}
+[ "${SLM_VARIANT:-rel}" = rel ] || T_CASE_TIMEOUT=$((T_CASE_TIMEOUT * 4))
+
+fail() { echo "$*" >&2; exit 1; }
+skip() { echo "skip: $*" >&2; exit 77; }
+
+t_run() {
+  local name=$1 out rc
+  shift
+  out=$( (timeout -k 5 "$T_CASE_TIMEOUT" bash -c '"$@"' _ "$@") 2>&1 )
+  rc=$?
+  if [ $rc -eq 0 ]; then
+    T_PASS=$((T_PASS + 1)); echo "ok - $name"
+  elif [ $rc -eq 77 ]; then
+    T_SKIP=$((T_SKIP + 1)); echo "ok - $name # SKIP ${out##*skip: }"
+  else
+    T_FAIL=$((T_FAIL + 1)); echo "not ok - $name (exit $rc)"
+    printf '%s\n' "$out" | tail -n 30 | sed 's/^/#   /'
+  fi
+}
+
+t_end() {
+  if [ $T_SKIP -gt 0 ]; then
+    echo "$T_PASS passed, $T_FAIL failed, $T_SKIP skipped"
+  else
+    echo "$T_PASS passed, $T_FAIL failed"
+  fi
+  [ $T_FAIL -eq 0 ]
+}

@@ -1,0 +1,147 @@
+/*
+ * test_core.c - core helpers: buffers, JSON writer, number parsing, UTF-8,
+ * overflow checks, fault injection, the PRNG.
+ */
+#include <math.h>
+
+#include "core/alloc.h"
+#include "core/buf.h"
+#include "core/json.h"
+#include "core/rand.h"
+#include "core/str.h"
+#include "harness/t.h"
+
+TEST(buf_cap_is_enforced)
+{
+    struct slm_buf b;
+
+    slm_buf_init(&b, 8);
+    ASSERT_OK(slm_buf_append_str(&b, "12345678"));
+    ASSERT_ERR(slm_buf_append_char(&b, 'x'), SLM_ELIMIT);
+    ASSERT_EQ_STR(slm_buf_str(&b), "12345678");
+    ASSERT_ERR(slm_buf_printf(&b, "%d", 1), SLM_ELIMIT);
+    ASSERT_EQ_SIZE(b.len, 8);
+    slm_buf_fini(&b);
+}
+
+TEST(buf_printf_grows)
+{
+    struct slm_buf b;
+
+    slm_buf_init(&b, 1 << 20);
+    for (int i = 0; i < 1000; i++)
+        ASSERT_OK(slm_buf_printf(&b, "%04d", i));
+    ASSERT_EQ_SIZE(b.len, 4000);
+    ASSERT(memcmp(slm_buf_str(&b) + 3996, "0999", 4) == 0);
+    slm_buf_fini(&b);
+}
+
+TEST(json_writer_nested_and_escaped)
+{
+    struct slm_buf b;
+    struct json_writer w;
+
+    slm_buf_init(&b, 4096);
+    json_writer_init(&w, &b, false);
+    json_obj_begin(&w);
+    json_key(&w, "a");
+    json_arr_begin(&w);
+    json_int(&w, -3);
+    json_double(&w, 0.5);
+    json_double(&w, NAN);
+    json_bool(&w, true);
+    json_arr_end(&w);
+    json_key(&w, "s\"");
+    json_str(&w, "x\n\x01\xff", 4);
+    json_obj_end(&w);
+    ASSERT_OK(json_writer_finish(&w));
+    ASSERT_EQ_STR(slm_buf_str(&b), "{\"a\":[-3,0.5,null,true],\"s\\\"\":\"x\\n\\u0001\xef\xbf\xbd\"}");
+    slm_buf_fini(&b);
+}
+
+TEST(json_writer_unbalanced_is_an_error)
+{
+    struct slm_buf b;
+    struct json_writer w;
+
+    slm_buf_init(&b, 64);
+    json_writer_init(&w, &b, false);
+    json_arr_begin(&w);
+    ASSERT_ERR(json_writer_finish(&w), SLM_EINVAL);
+    slm_buf_fini(&b);
+}
+
+TEST(parse_numbers_strictly)
+{
+    uint64_t u;
+    int64_t i;
+    double d;
+
+    ASSERT_OK(slm_parse_u64("18446744073709551615", &u));
+    ASSERT(u == UINT64_MAX);
+    ASSERT_ERR(slm_parse_u64("18446744073709551616", &u), SLM_ERANGE);
+    ASSERT_ERR(slm_parse_u64("-1", &u), SLM_EINVAL);
+    ASSERT_ERR(slm_parse_u64("12x", &u), SLM_EINVAL);
+    ASSERT_ERR(slm_parse_u64("", &u), SLM_EINVAL);
+    ASSERT_OK(slm_parse_i64("-42", &i));
+    ASSERT_EQ_INT(i, -42);
+    ASSERT_OK(slm_parse_double("0.25", &d));
+    ASSERT(d == 0.25);
+    ASSERT_ERR(slm_parse_double("nan", &d), SLM_ERANGE);
+    ASSERT_ERR(slm_parse_double("1e400", &d), SLM_ERANGE);
+    ASSERT_OK(slm_parse_size("64K", &u));
+    ASSERT(u == 65536);
+    ASSERT_OK(slm_parse_size("1GB", &u));
+    ASSERT(u == 1073741824ull);
+    ASSERT_ERR(slm_parse_size("1X", &u), SLM_EINVAL);
+}
+
+TEST(utf8_validation)
+{
+    ASSERT(slm_utf8_valid("h\xc3\xa9llo \xf0\x9f\x98\x80", 11));
+    ASSERT(!slm_utf8_valid("\xc0\xaf", 2));         /* overlong */
+    ASSERT(!slm_utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
+    ASSERT(!slm_utf8_valid("\xe2\x82", 2));         /* truncated */
+    ASSERT(!slm_utf8_valid("\xff", 1));
+    ASSERT(!slm_utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
+}
+
+TEST(size_overflow_helpers)
+{
+    size_t out;
+
+    ASSERT(!slm_mul_size(SIZE_MAX / 2 + 1, 2, &out));
+    ASSERT(slm_mul_size(1 << 20, 1 << 10, &out) && out == (size_t)1 << 30);
+    ASSERT(!slm_add_size(SIZE_MAX, 1, &out));
+}
+
+TEST(alloc_fault_injection)
+{
+    void *a, *b;
+
+    slm_alloc_fail_at(2);
+    a = slm_malloc(16);
+    b = slm_malloc(16);
+    ASSERT_NOT_NULL(a);
+    ASSERT_NULL(b);
+    ASSERT_EQ_INT(slm_alloc_count(), 2);
+    slm_alloc_fail_at(0);
+    slm_free(a);
+    ASSERT_NULL(slm_calloc(SIZE_MAX / 2, 4));
+}
+
+TEST(rng_is_deterministic)
+{
+    struct slm_rng a, b;
+
+    slm_rng_seed(&a, 42);
+    slm_rng_seed(&b, 42);
+    for (int i = 0; i < 1000; i++)
+        ASSERT(slm_rng_next(&a) == slm_rng_next(&b));
+    slm_rng_seed(&a, 1);
+    for (int i = 0; i < 1000; i++) {
+        float f = slm_rng_float(&a);
+        ASSERT(f >= 0.0f && f < 1.0f);
+        ASSERT(slm_rng_below(&a, 7) < 7);
+    }
+}
