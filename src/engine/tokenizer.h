@@ -8,8 +8,9 @@
  * tokens are recognised in the text only with TOKENIZE_PARSE_SPECIAL, so user
  * text that merely looks like "<|im_start|>" never becomes a control token.
  *
- * Ownership: tokenizer_load borrows the gguf file, which must outlive the
- * tokenizer (token strings point into the mapping); tokenizer_free frees.
+ * Ownership: tokenizer_load borrows the gguf file for the call only (every
+ * string is copied; the file may be closed afterwards); tokenizer_free frees.
+ * Behaviour, validation and limits: docs/tokenizer.md.
  * Thread safety: a loaded tokenizer is immutable and may be shared by threads.
  */
 #pragma once
