@@ -6,6 +6,9 @@
 #   fail MSG                   (inside a case) prints MSG and fails the case
 #   skip MSG                   (inside a case) skips the case
 # $SLM is the binary under test; $T_TMP a private directory removed at exit.
+# Each case runs in a new bash process (so a timeout can kill it whole): the
+# script's functions are exported to it, and so are its variables, because
+# this file turns on set -a (every variable assigned afterwards is exported).
 T_PASS=0 T_FAIL=0 T_SKIP=0
 T_TMP=$(mktemp -d "${TMPDIR:-/tmp}/slm-integ-XXXXXX")
 trap 'rm -rf "$T_TMP"' EXIT
@@ -19,6 +22,9 @@ skip() { echo "skip: $*" >&2; exit 77; }
 t_run() {
   local name=$1 out rc
   shift
+  # The case runs in a fresh bash under timeout(1): hand it the script's
+  # functions and (through set -a below) its variables.
+  export -f $(declare -F | awk '{print $3}')
   out=$( (timeout -k 5 "$T_CASE_TIMEOUT" bash -c '"$@"' _ "$@") 2>&1 )
   rc=$?
   if [ $rc -eq 0 ]; then
@@ -39,3 +45,5 @@ t_end() {
   fi
   [ $T_FAIL -eq 0 ]
 }
+
+set -a
