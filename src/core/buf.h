@@ -29,7 +29,7 @@ SLM_NODISCARD int slm_buf_append(struct slm_buf *b, const void *p, size_t n);
 SLM_NODISCARD int slm_buf_append_str(struct slm_buf *b, const char *s);
 SLM_NODISCARD int slm_buf_append_char(struct slm_buf *b, char c);
 SLM_NODISCARD int slm_buf_printf(struct slm_buf *b, const char *fmt, ...) SLM_PRINTF(2, 3);
-SLM_NODISCARD int slm_buf_vprintf(struct slm_buf *b, const char *fmt, va_list ap);
+SLM_NODISCARD int slm_buf_vprintf(struct slm_buf *b, const char *fmt, va_list ap) SLM_PRINTF(2, 0);
 /* Returns the data (never NULL, "" when empty): borrowed until the next call. */
 const char *slm_buf_str(const struct slm_buf *b);
 /* Returns new: the caller frees the bytes with slm_free; b is left empty. */

@@ -18,14 +18,12 @@ void json_writer_init(struct json_writer *w, struct slm_buf *out, bool pretty)
 
 static void json_raw(struct json_writer *w, const char *s, size_t len)
 {
-    if (w->rc == 0)
-        w->rc = slm_buf_append(w->out, s, len);
+    if (w->rc == 0) w->rc = slm_buf_append(w->out, s, len);
 }
 
 static void json_indent(struct json_writer *w)
 {
-    if (!w->pretty)
-        return;
+    if (!w->pretty) return;
     json_raw(w, "\n", 1);
     for (unsigned i = 0; i < w->depth; i++)
         json_raw(w, "  ", 2);
@@ -38,19 +36,16 @@ static void json_before_value(struct json_writer *w)
         w->after_key = false;
         return;
     }
-    if (w->has_items[w->depth])
-        json_raw(w, ",", 1);
+    if (w->has_items[w->depth]) json_raw(w, ",", 1);
     w->has_items[w->depth] = true;
-    if (w->depth > 0)
-        json_indent(w);
+    if (w->depth > 0) json_indent(w);
 }
 
 static void json_open(struct json_writer *w, char c)
 {
     json_before_value(w);
     if (w->depth >= SLM_LIMIT_JSON_DEPTH) {
-        if (w->rc == 0)
-            w->rc = SLM_ELIMIT;
+        if (w->rc == 0) w->rc = SLM_ELIMIT;
         return;
     }
     json_raw(w, &c, 1);
@@ -63,13 +58,11 @@ static void json_close(struct json_writer *w, char c)
     bool had = w->has_items[w->depth];
 
     if (w->depth == 0) {
-        if (w->rc == 0)
-            w->rc = SLM_EINVAL;
+        if (w->rc == 0) w->rc = SLM_EINVAL;
         return;
     }
     w->depth--;
-    if (had)
-        json_indent(w);
+    if (had) json_indent(w);
     json_raw(w, &c, 1);
 }
 
@@ -100,8 +93,7 @@ static size_t utf8_seq_len(const unsigned char *s, size_t len)
     size_t n;
     unsigned cp;
 
-    if (c < 0x80)
-        return 1;
+    if (c < 0x80) return 1;
     if (c >= 0xc2 && c <= 0xdf) {
         n = 1;
         cp = c & 0x1f;
@@ -114,11 +106,9 @@ static size_t utf8_seq_len(const unsigned char *s, size_t len)
     } else {
         return 0;
     }
-    if (len <= n)
-        return 0;
+    if (len <= n) return 0;
     for (size_t k = 1; k <= n; k++) {
-        if ((s[k] & 0xc0) != 0x80)
-            return 0;
+        if ((s[k] & 0xc0) != 0x80) return 0;
         cp = (cp << 6) | (s[k] & 0x3f);
     }
     if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
@@ -143,7 +133,10 @@ int json_escape(struct slm_buf *b, const char *s, size_t len)
             rc = slm_buf_append(b, esc, 2);
             i++;
         } else if (c < 0x20) {
-            const char *short_esc = c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t" : NULL;
+            const char *short_esc = c == '\n'   ? "\\n"
+                                    : c == '\r' ? "\\r"
+                                    : c == '\t' ? "\\t"
+                                                : NULL;
 
             if (short_esc != NULL)
                 rc = slm_buf_append(b, short_esc, 2);
@@ -170,10 +163,15 @@ int json_escape(struct slm_buf *b, const char *s, size_t len)
 
 void json_key(struct json_writer *w, const char *key)
 {
+    json_key_n(w, key, strlen(key));
+}
+
+/* Writes an object key of key_len bytes (which may include NUL bytes). */
+void json_key_n(struct json_writer *w, const char *key, size_t key_len)
+{
     json_before_value(w);
     json_raw(w, "\"", 1);
-    if (w->rc == 0)
-        w->rc = json_escape(w->out, key, strlen(key));
+    if (w->rc == 0) w->rc = json_escape(w->out, key, key_len);
     json_raw(w, w->pretty ? "\": " : "\":", w->pretty ? 3 : 2);
     w->after_key = true;
 }
@@ -182,8 +180,7 @@ void json_str(struct json_writer *w, const char *s, size_t len)
 {
     json_before_value(w);
     json_raw(w, "\"", 1);
-    if (w->rc == 0)
-        w->rc = json_escape(w->out, s, len);
+    if (w->rc == 0) w->rc = json_escape(w->out, s, len);
     json_raw(w, "\"", 1);
 }
 
@@ -254,7 +251,6 @@ void json_null(struct json_writer *w)
 /* Returns the sticky error, or SLM_EINVAL if containers are still open. */
 int json_writer_finish(struct json_writer *w)
 {
-    if (w->rc == 0 && w->depth != 0)
-        w->rc = SLM_EINVAL;
+    if (w->rc == 0 && w->depth != 0) w->rc = SLM_EINVAL;
     return w->rc;
 }

@@ -1,0 +1,88 @@
+/*
+ * sse.c - Server-Sent Events writer (see sse.h).
+ */
+#include <string.h>
+
+#include "http/sse.h"
+
+/* Undoes a partial append so the buffer holds whole events only. */
+static int rollback(struct slm_buf *out, size_t len, int rc)
+{
+    out->len = len;
+    if (out->data != NULL) out->data[len] = '\0';
+    return rc;
+}
+
+/* Appends "<prefix>line\n" for each line of s[0..len) (split at CRLF, CR, LF). */
+static int put_lines(struct slm_buf *out, const char *prefix, const char *s, size_t len)
+{
+    size_t i = 0;
+    int rc;
+
+    for (;;) {
+        size_t j = i;
+
+        while (j < len && s[j] != '\r' && s[j] != '\n')
+            j++;
+        rc = slm_buf_append_str(out, prefix);
+        if (rc == 0) rc = slm_buf_append(out, s + i, j - i);
+        if (rc == 0) rc = slm_buf_append_char(out, '\n');
+        if (rc < 0) return rc;
+        if (j == len) return 0;
+        i = j + (s[j] == '\r' && j + 1 < len && s[j + 1] == '\n' ? 2 : 1);
+    }
+}
+
+/* Appends one data event. */
+int http_sse_data(struct slm_buf *out, const char *data, size_t len)
+{
+    size_t old = out->len;
+    int rc = put_lines(out, "data: ", data, len);
+
+    if (rc == 0) rc = slm_buf_append_char(out, '\n');
+    return rc < 0 ? rollback(out, old, rc) : 0;
+}
+
+/* Appends one named event. */
+int http_sse_event(struct slm_buf *out, const char *name, const char *data, size_t len)
+{
+    size_t old = out->len;
+    int rc;
+
+    if (name[0] == '\0' || strpbrk(name, "\r\n") != NULL) return SLM_EINVAL;
+    rc = slm_buf_append_str(out, "event: ");
+    if (rc == 0) rc = slm_buf_append_str(out, name);
+    if (rc == 0) rc = slm_buf_append_char(out, '\n');
+    if (rc == 0) rc = put_lines(out, "data: ", data, len);
+    if (rc == 0) rc = slm_buf_append_char(out, '\n');
+    return rc < 0 ? rollback(out, old, rc) : 0;
+}
+
+/* Appends a comment block. */
+int http_sse_comment(struct slm_buf *out, const char *text)
+{
+    size_t old = out->len;
+    int rc = put_lines(out, ": ", text, strlen(text));
+
+    if (rc == 0) rc = slm_buf_append_char(out, '\n');
+    return rc < 0 ? rollback(out, old, rc) : 0;
+}
+
+int http_sse_done(struct slm_buf *out)
+{
+    return http_sse_data(out, "[DONE]", 6);
+}
+
+/* Appends the head of a streaming response. */
+int http_sse_head(struct slm_buf *out)
+{
+    size_t old = out->len;
+    int rc = slm_buf_append_str(out, "HTTP/1.1 200 OK\r\n"
+                                     "Content-Type: text/event-stream\r\n"
+                                     "Cache-Control: no-cache\r\n"
+                                     "X-Accel-Buffering: no\r\n"
+                                     "Connection: close\r\n"
+                                     "\r\n");
+
+    return rc < 0 ? rollback(out, old, rc) : 0;
+}

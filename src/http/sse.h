@@ -1,0 +1,36 @@
+/*
+ * sse.h - a minimal Server-Sent Events writer (WHATWG HTML "server-sent
+ * events"), used for OpenAI-style streaming: "data: {json}\n\n" per chunk,
+ * ": keep-alive" comments while idle, and "data: [DONE]\n\n" at the end.
+ *
+ * Each function appends one complete event to a capped buffer or nothing:
+ * on SLM_ELIMIT (the per-stream output cap, RELIABILITY H10) or SLM_ENOMEM
+ * the buffer is left exactly as it was, so a stream never carries half an
+ * event. Line breaks inside data (CRLF, CR or LF) start a new "data:" line,
+ * which a client joins back with LF: injected text can never end the event
+ * early or start a new one (H09).
+ *
+ * Ownership: borrows everything. Reentrant.
+ */
+#pragma once
+
+#include <stddef.h>
+
+#include "core/buf.h"
+#include "core/err.h"
+
+/* Appends an event whose data is data[0..len) (may be empty or contain NULs). */
+SLM_NODISCARD int http_sse_data(struct slm_buf *out, const char *data, size_t len);
+/* The same with an "event: name" line first; name must not contain CR or LF
+ * (SLM_EINVAL). */
+SLM_NODISCARD int http_sse_event(struct slm_buf *out, const char *name, const char *data,
+                                 size_t len);
+/* Appends a comment (": text"), e.g. the idle heartbeat; line breaks in text
+ * become separate comment lines. Clients ignore comments. */
+SLM_NODISCARD int http_sse_comment(struct slm_buf *out, const char *text);
+/* Appends "data: [DONE]\n\n", OpenAI's end-of-stream marker. */
+SLM_NODISCARD int http_sse_done(struct slm_buf *out);
+/* Appends the head of a streaming response: 200, text/event-stream, no-cache,
+ * no Content-Length and "Connection: close": the body is delimited by the
+ * connection's end (RFC 9112 6.3), so the events need no chunked framing. */
+SLM_NODISCARD int http_sse_head(struct slm_buf *out);
