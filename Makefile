@@ -24,7 +24,8 @@ LDFLAGS := -pie -Wl,-z,relro,-z,now,-z,noexecstack
 LDLIBS  := -lm -lpthread
 
 SECCOMP_LIBS := $(shell pkg-config --libs libseccomp 2>/dev/null || echo -lseccomp)
-LDLIBS  += $(SECCOMP_LIBS)
+SSL_LIBS     := $(shell pkg-config --libs openssl 2>/dev/null || echo -lssl -lcrypto)
+LDLIBS  += $(SECCOMP_LIBS) $(SSL_LIBS)
 
 ifeq ($(SAN),asan)
   CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -fPIE
@@ -48,7 +49,8 @@ KFLAGS_AVX512 := -O3 -mavx2 -mfma -mf16c -mbmi2 -mavx512f -mavx512bw -mavx512vl 
                  -mavx512vnni -mavx512bf16 -mavx512vbmi
 KFLAGS        := -O3
 
-LIB_SRC   := $(sort $(wildcard src/core/*.c src/engine/*.c src/chat/*.c src/sandbox/*.c))
+LIB_SRC   := $(sort $(wildcard src/core/*.c src/engine/*.c src/chat/*.c src/sandbox/*.c \
+                               src/http/*.c src/api/*.c src/gateway/*.c))
 CLI_SRC   := $(sort $(wildcard src/cli/*.c))
 UNIT_SRC  := $(sort $(wildcard tests/unit/*/*.c)) tests/harness/t.c
 FUZZ_SRC  := $(sort $(wildcard tests/fuzz/fuzz_*.c))

