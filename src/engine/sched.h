@@ -1,0 +1,121 @@
+/*
+ * sched.h - the engine's scheduler: slots, continuous batching, prefix cache.
+ *
+ * One engine thread owns a model context with n_slots sequences. Requests are
+ * queued by any thread (sched_submit); the engine thread assigns them to free
+ * slots and, every step, runs ONE model_decode over a batch holding the next
+ * token of every generating slot plus a chunk of the prompt of slots still
+ * reading theirs (chunked prefill, so running streams keep flowing while a
+ * long prompt is processed). Before a prompt is processed, the slot whose
+ * cached tokens share the longest prefix with it is chosen (agents resend
+ * their whole conversation every turn) and only the rest is decoded; idle
+ * slots are reused least-recently-used first, so a sub-agent does not evict
+ * the main conversation's prefix while another slot is free.
+ *
+ * Results are reported through the request's callback, called ON THE ENGINE
+ * THREAD: it must only copy the event and hand it off (the server posts it to
+ * its event loop's queue); it must not block or call back into sched. After
+ * SCHED_EVENT_DONE nothing more is reported for that request.
+ *
+ * Ownership: sched_new borrows the model (must outlive the scheduler) and
+ * returns new; sched_free cancels everything, reports DONE for every request
+ * and joins the engine thread. sched_submit copies the prompt.
+ * Thread safety: sched_submit, sched_cancel and sched_get_stats may be called
+ * from any thread.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+#include "engine/model.h"
+#include "engine/sample.h"
+
+struct sched_params {
+    uint32_t n_slots;     /* parallel sequences; default 4 */
+    uint32_t n_ctx;       /* positions per slot; 0: model's, capped at 8192 */
+    uint32_t n_batch;     /* tokens per decode step; default 512 */
+    uint32_t n_threads;   /* 0: physical cores */
+    uint32_t n_queue_max; /* waiting requests before SLM_ELIMIT; default 64 */
+};
+
+struct sched_params sched_params_default(void);
+
+enum sched_event_type {
+    SCHED_EVENT_STARTED, /* prompt accepted: n_prompt, n_cached known */
+    SCHED_EVENT_TOKEN,   /* one generated token */
+    SCHED_EVENT_DONE     /* the end: finish says why; counts are final */
+};
+
+enum sched_finish {
+    SCHED_FINISH_NONE = 0,
+    SCHED_FINISH_EOG,      /* the model ended its turn (finish_reason "stop") */
+    SCHED_FINISH_LENGTH,   /* n_predict or the context was reached ("length") */
+    SCHED_FINISH_CANCELED, /* sched_cancel or shutdown */
+    SCHED_FINISH_ERROR     /* see err and msg */
+};
+
+struct sched_event {
+    enum sched_event_type type;
+    uint64_t id;
+    tok_id token;            /* TOKEN */
+    enum sched_finish finish; /* DONE */
+    uint32_t n_prompt;
+    uint32_t n_cached;       /* prompt tokens reused from the prefix cache */
+    uint32_t n_generated;
+    uint64_t t_prompt_ns;    /* time spent on the prompt */
+    uint64_t t_gen_ns;       /* time spent generating */
+    int err;
+    char msg[SLM_DIAG_MSG_MAX];
+};
+
+typedef void sched_event_fn(void *arg, const struct sched_event *ev);
+
+struct sched_request {
+    const tok_id *prompt;   /* copied */
+    size_t n_prompt;
+    struct sampler_params sampling;
+    int32_t n_predict;      /* most tokens to generate; < 0: until EOG or the context ends */
+    bool ignore_eos;
+    sched_event_fn *cb;
+    void *cb_arg;
+};
+
+struct sched;
+
+SLM_NODISCARD int sched_new(struct model *m, const struct sched_params *p, struct sched **out,
+                            struct slm_diag *d);
+void sched_free(struct sched *s);
+
+/*
+ * Queues a request; stores its id. SLM_ELIMIT when the queue is full (the
+ * server answers 429/503 with Retry-After), SLM_ERANGE when the prompt alone
+ * does not fit a slot's context (400 context_length_exceeded), SLM_EINVAL for
+ * invalid token ids or sampling parameters. Nothing is reported for a request
+ * that was refused.
+ */
+SLM_NODISCARD int sched_submit(struct sched *s, const struct sched_request *r, uint64_t *id,
+                               struct slm_diag *d);
+/* Cancels a request (queued or running); DONE/CANCELED follows within one step. */
+void sched_cancel(struct sched *s, uint64_t id);
+
+struct sched_stats {
+    uint32_t n_slots;
+    uint32_t n_slots_busy;
+    uint32_t n_queued;
+    uint32_t n_ctx;               /* per slot */
+    uint64_t n_kv_used;           /* cached positions over all slots */
+    uint64_t n_prompt_tokens;     /* totals since start */
+    uint64_t n_prompt_cached;
+    uint64_t n_generated_tokens;
+    uint64_t t_prompt_ns;
+    uint64_t t_gen_ns;
+    uint64_t n_requests_done;
+    uint64_t n_decode_steps;
+};
+
+void sched_get_stats(struct sched *s, struct sched_stats *out);
+/* Tokens a prompt may have at most (the per-slot context). */
+uint32_t sched_n_ctx(const struct sched *s);
