@@ -13,10 +13,15 @@
  *
  * Reading maps the file (PROT_READ, MAP_PRIVATE) and validates every count,
  * length, type, shape, offset and alignment with overflow-checked arithmetic
- * before anything is used; an invalid file gets SLM_EFORMAT (or SLM_ELIMIT for
- * a limit of core/limits.h, SLM_EUNSUPPORTED for a version or type this build
- * does not know) and a one-line diagnostic naming the file, field and values.
- * Tensor data is handed out in place (zero copy).
+ * before anything is used (docs/gguf.md lists the rules). An invalid file gets
+ * SLM_EFORMAT, or SLM_ELIMIT when a limit of core/limits.h is exceeded, or
+ * SLM_EUNSUPPORTED for GGUF version 1, versions above 3 and byte-swapped
+ * (big-endian) files, always with a one-line diagnostic naming the file, the
+ * field and the values, e.g. "m.gguf: tensor 'blk.0.attn_k.weight': offset
+ * 320868864 + size 1179648 exceeds data size 1069306400". A tensor type number
+ * ggml never defined is SLM_EFORMAT; a known type this build cannot compute
+ * with (tensor_type_traits.supported false) is accepted here and refused by
+ * the model loader. Tensor data is handed out in place (zero copy).
  *
  * Ownership: gguf_open returns new (gguf_close frees). Every pointer handed out
  * (keys, strings, arrays, tensor names and data) is borrowed from the file and
@@ -62,15 +67,21 @@ struct gguf_str {
 struct gguf_tensor {
     struct gguf_str name;
     uint32_t n_dims;
-    uint64_t ne[4];       /* unused dims are 1 */
+    uint64_t ne[4]; /* unused dims are 1 */
     enum tensor_type type;
     uint64_t n_elements;
-    uint64_t offset;      /* relative to the data section */
-    uint64_t size;        /* bytes */
-    const void *data;     /* borrowed: in the mapping */
+    uint64_t offset;  /* relative to the data section */
+    uint64_t size;    /* bytes */
+    const void *data; /* borrowed: in the mapping */
 };
 
-/* Opens and validates path. Returns new in *out. */
+/*
+ * Opens, maps and validates path. Returns new in *out (NULL on failure).
+ * Refuses what is unsafe to map: anything but a regular file (SLM_EINVAL:
+ * directory, FIFO, device, socket; never blocks on a FIFO) and files writable
+ * by group or others (SLM_EPERM: a truncation under the mapping would SIGBUS;
+ * the message says to run chmod go-w). A missing file is SLM_ENOTFOUND.
+ */
 SLM_NODISCARD int gguf_open(const char *path, struct gguf_file **out, struct slm_diag *d);
 /*
  * Validates a GGUF image held in memory (borrowed: must outlive the file
@@ -82,7 +93,10 @@ void gguf_close(struct gguf_file *f);
 
 uint32_t gguf_version(const struct gguf_file *f);
 size_t gguf_alignment(const struct gguf_file *f);
-/* Bytes of the mapping (file size) and offset of the data section. */
+/*
+ * Bytes of the mapping (file size) and offset of the data section (a multiple
+ * of the alignment; for a file without tensors, where its header ends).
+ */
 size_t gguf_file_size(const struct gguf_file *f);
 size_t gguf_data_offset(const struct gguf_file *f);
 /* Returns borrowed: the start of the mapping (for madvise and the like). */
@@ -91,18 +105,30 @@ const void *gguf_base(const struct gguf_file *f);
 /* ---- key/value metadata ---- */
 
 size_t gguf_n_kv(const struct gguf_file *f);
-/* Index of key, or -1. */
+/*
+ * Index of key (a hash lookup), or -1. The index-based getters below return
+ * zero values (NULL, 0, GGUF_TYPE_COUNT) for an index out of range.
+ */
 int64_t gguf_find_key(const struct gguf_file *f, const char *key);
 struct gguf_str gguf_kv_key(const struct gguf_file *f, size_t i);
 enum gguf_type gguf_kv_type(const struct gguf_file *f, size_t i);
 /* For arrays: the element type and count (0 and GGUF_TYPE_COUNT otherwise). */
 enum gguf_type gguf_kv_arr_type(const struct gguf_file *f, size_t i);
 uint64_t gguf_kv_arr_n(const struct gguf_file *f, size_t i);
-/* For arrays of numbers: borrowed pointer to the packed little-endian elements. */
+/*
+ * For arrays of numbers and bools: borrowed pointer to the packed
+ * little-endian elements, NOT necessarily aligned for their type (read them
+ * with memcpy). NULL for arrays of strings and for non-arrays.
+ */
 const void *gguf_kv_arr_data(const struct gguf_file *f, size_t i);
 /* For arrays of strings: element j. */
 struct gguf_str gguf_kv_arr_str(const struct gguf_file *f, size_t i, uint64_t j);
-/* Scalar values: the stored value converted if it fits losslessly. */
+/*
+ * Scalar values: the stored value converted if it fits losslessly. 0, or
+ * SLM_EFORMAT (not a number of that kind: u64/i64 take integers, f64 takes
+ * floats and integers of at most 53 bits, bool only BOOL), SLM_ERANGE (an
+ * integer that does not fit), SLM_EINVAL (i out of range).
+ */
 SLM_NODISCARD int gguf_kv_u64(const struct gguf_file *f, size_t i, uint64_t *out);
 SLM_NODISCARD int gguf_kv_i64(const struct gguf_file *f, size_t i, int64_t *out);
 SLM_NODISCARD int gguf_kv_f64(const struct gguf_file *f, size_t i, double *out);
@@ -113,7 +139,10 @@ struct gguf_str gguf_kv_str(const struct gguf_file *f, size_t i);
  * Lookups by key with type checking, for loaders. They return SLM_ENOTFOUND if
  * the key is absent (out untouched, d untouched) and SLM_EFORMAT with a
  * diagnostic naming the key and the stored type if the type is wrong or the
- * value does not fit (e.g. a negative INT32 asked as u32).
+ * value does not fit (e.g. a negative INT32 asked as u32): "m.gguf: key
+ * 'general.name': expected uint32, found string". Integer gets accept any
+ * integer type whose value fits; gguf_get_f32 accepts FLOAT32, FLOAT64 within
+ * float range (rounded) and integers of at most 24 bits.
  */
 SLM_NODISCARD int gguf_get_u32(const struct gguf_file *f, const char *key, uint32_t *out,
                                struct slm_diag *d);
@@ -128,9 +157,8 @@ SLM_NODISCARD int gguf_get_bool(const struct gguf_file *f, const char *key, bool
 SLM_NODISCARD int gguf_get_str(const struct gguf_file *f, const char *key, struct gguf_str *out,
                                struct slm_diag *d);
 /* Array lookup: its index (for gguf_kv_arr_*) after checking the element type. */
-SLM_NODISCARD int gguf_get_arr(const struct gguf_file *f, const char *key,
-                               enum gguf_type elem_type, size_t *index, uint64_t *n,
-                               struct slm_diag *d);
+SLM_NODISCARD int gguf_get_arr(const struct gguf_file *f, const char *key, enum gguf_type elem_type,
+                               size_t *index, uint64_t *n, struct slm_diag *d);
 
 /* ---- tensors ---- */
 
@@ -149,7 +177,11 @@ const char *gguf_type_name(enum gguf_type t);
  * atomically: to "PATH.tmp.XXXXXX" in the same directory, fsync, rename; on
  * any failure the temporary file is removed and PATH is untouched.
  * Keys and string values are copied; tensor data is borrowed until
- * gguf_writer_write returns. A key set twice keeps the last value.
+ * gguf_writer_write returns. A key set twice keeps the last value (and its
+ * first position). Setters return 0, SLM_ENOMEM, SLM_EINVAL (a key that is
+ * empty, longer than SLM_LIMIT_GGUF_KEY or not valid UTF-8; an element type
+ * that is not a number or bool) or SLM_ELIMIT (a string or array over its
+ * limit, more than SLM_LIMIT_GGUF_KV keys or SLM_LIMIT_GGUF_TENSORS tensors).
  */
 struct gguf_writer;
 
@@ -170,8 +202,20 @@ SLM_NODISCARD int gguf_writer_set_arr_str(struct gguf_writer *w, const char *key
                                           const char *const *strs, const size_t *lens, size_t n);
 /* Copies every key/value of src (e.g. for slm quantize). */
 SLM_NODISCARD int gguf_writer_copy_kv(struct gguf_writer *w, const struct gguf_file *src);
-/* Adds a tensor; data (size bytes, matching type and shape) is borrowed. */
+/*
+ * Adds a tensor; data (size bytes, matching type and shape) is borrowed.
+ * SLM_EINVAL for an empty name or one of 64 bytes or more, n_dims outside
+ * 1..4, a zero dimension, an unknown type, ne[0] not a multiple of the block
+ * size or a size that does not match; SLM_EEXIST for a duplicate name.
+ * Tensors are laid out in the order added, each aligned.
+ */
 SLM_NODISCARD int gguf_writer_add_tensor(struct gguf_writer *w, const char *name,
-                                         enum tensor_type type, uint32_t n_dims,
-                                         const uint64_t *ne, const void *data, size_t size);
+                                         enum tensor_type type, uint32_t n_dims, const uint64_t *ne,
+                                         const void *data, size_t size);
+/*
+ * Writes the file (alignment: general.alignment if set, which must then be a
+ * UINT32 power of two up to SLM_LIMIT_GGUF_ALIGNMENT, else 32; padding is
+ * zero; the same writer state always gives the same bytes). May be called
+ * more than once.
+ */
 SLM_NODISCARD int gguf_writer_write(struct gguf_writer *w, const char *path, struct slm_diag *d);
