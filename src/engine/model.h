@@ -33,8 +33,12 @@
 #include "engine/tokenizer.h"
 
 enum rope_type { ROPE_TYPE_NORMAL = 0, ROPE_TYPE_NEOX = 2 };
-enum rope_scaling { ROPE_SCALING_NONE = 0, ROPE_SCALING_LINEAR, ROPE_SCALING_YARN,
-                    ROPE_SCALING_LLAMA3 };
+enum rope_scaling {
+    ROPE_SCALING_NONE = 0,
+    ROPE_SCALING_LINEAR,
+    ROPE_SCALING_YARN,
+    ROPE_SCALING_LLAMA3
+};
 
 struct model_hparams {
     char arch[32];
@@ -44,18 +48,27 @@ struct model_hparams {
     uint32_t n_layer;
     uint32_t n_head;
     uint32_t n_head_kv;
-    uint32_t head_dim;      /* key/value length per head */
+    uint32_t head_dim; /* key/value length per head */
     uint32_t n_ff;
-    uint32_t n_rot;         /* rotary dimensions */
+    uint32_t n_rot; /* rotary dimensions */
     float norm_eps;
     float rope_freq_base;
     enum rope_type rope_type;
     enum rope_scaling rope_scaling;
     float rope_scale;       /* factor (linear, yarn, llama3) */
     uint32_t rope_orig_ctx; /* original context (yarn, llama3) */
+    /*
+     * YaRN (llama.cpp semantics): ext_factor 1 for yarn, else 0 unless the
+     * file says; yarn_attn_factor is the magnitude multiplier finally applied
+     * to cos/sin (derived from factor, yarn_log_mul and rope_attn_factor).
+     */
     float yarn_beta_fast, yarn_beta_slow, yarn_ext_factor, yarn_attn_factor;
+    float yarn_log_mul;     /* rope.scaling.yarn_log_multiplier; 0 if absent */
+    float rope_attn_factor; /* rope.scaling.attn_factor; 1 if absent */
+    /* Unused: GGUF carries llama3 scaling as the rope_freqs tensor (ROPE_SCALING_LLAMA3
+     * means that tensor is present); these stay 0. */
     float llama3_low_freq_factor, llama3_high_freq_factor;
-    float attn_temp_scale;  /* mistral3 position-dependent attention temperature; 0 off */
+    float attn_temp_scale; /* mistral3 position-dependent attention temperature; 0 off */
     uint32_t attn_temp_floor_scale;
     bool has_qkv_bias;
     bool has_qk_norm;
@@ -81,6 +94,8 @@ struct model_context_params {
     uint32_t n_seq;     /* sequences (server slots); default 1 */
     uint32_t n_batch;   /* most tokens per model_decode call; default 512 */
     uint32_t n_threads; /* 0: physical cores */
+    uint32_t n_outputs; /* most logits rows per model_decode; 0: n_seq (the last token of
+                           each sequence); raise it (up to n_batch) for all-token logits */
 };
 
 struct model_context_params model_context_params_default(void);
@@ -96,24 +111,32 @@ uint32_t model_context_n_threads(const struct model_context *c);
 struct model_batch {
     size_t n_tokens;
     const tok_id *tokens;
-    const int32_t *pos;    /* position of each token in its sequence */
-    const int32_t *seq;    /* sequence of each token, 0 .. n_seq-1 */
-    const bool *logits;    /* whether to produce logits for each token */
+    const int32_t *pos; /* position of each token in its sequence */
+    const int32_t *seq; /* sequence of each token, 0 .. n_seq-1 */
+    const bool *logits; /* whether to produce logits for each token */
 };
 
 /*
  * Runs the forward pass for b and stores K/V of every token in the cache.
- * Errors (SLM_EINVAL, SLM_ELIMIT with a message) for an invalid token id,
- * sequence, position gap, a batch larger than n_batch or a full context.
+ * Errors (SLM_EINVAL, SLM_ELIMIT with a message) for an empty batch, an
+ * invalid token id, sequence, position gap, a batch larger than n_batch, more
+ * logits rows than n_outputs or a full context; on error nothing changes.
+ * Allocates nothing.
  */
 SLM_NODISCARD int model_decode(struct model_context *c, const struct model_batch *b,
                                struct slm_diag *d);
 /* Logits of the i-th token of the last batch that asked for them, in batch
  * order; borrowed until the next model_decode. NULL if i is out of range. */
 const float *model_logits(const struct model_context *c, size_t i);
-/* Forgets positions [p0, p1) of sequence seq (p1 < 0: to the end). */
+/*
+ * Forgets positions [p0, p1) of sequence seq (p1 < 0: to the end). Each
+ * sequence's cache is contiguous, so everything from p0 on is forgotten even
+ * when p1 is smaller than the length (a middle range cannot be cut out
+ * without re-rotating the keys after it). Invalid arguments are ignored.
+ */
 void model_seq_rm(struct model_context *c, int32_t seq, int32_t p0, int32_t p1);
-/* Copies positions [0, n) of sequence src to dst (prefix sharing). */
+/* Copies positions [0, n) of sequence src to dst (prefix sharing); dst then
+ * holds exactly n positions. SLM_EINVAL for a bad sequence or n > src's length. */
 SLM_NODISCARD int model_seq_cp(struct model_context *c, int32_t src, int32_t dst, int32_t n);
 /* Number of cached positions of seq (the next position to decode). */
 int32_t model_seq_len(const struct model_context *c, int32_t seq);
