@@ -12,7 +12,8 @@
  * Matrix products pair each weight type with an activation type (ggml's
  * vec_dot_type): activations are converted once per row with from_float and
  * then dotted with many weight rows.
- *   F32 -> F32, F16 -> F16, BF16 -> BF16, Q8_0 and Q4_0 -> Q8_0,
+ *   F32 -> F32, F16 -> F16, BF16 -> BF16, Q8_0, Q4_0 and Q5_0 -> Q8_0,
+ *   Q5_1 -> Q8_1,
  *   Q4_K, Q5_K and Q6_K -> Q8_K.
  *
  * Thread safety: the tables are immutable; kernels are reentrant.
@@ -46,9 +47,8 @@ typedef void kernel_from_float_fn(const float *x, void *y, size_t n);
  *   y[c * y_stride + r] = dot(w + r * w_stride, x + c * x_stride) over n elements.
  * Strides are in bytes for w and x, in floats for y.
  */
-typedef void kernel_gemm_fn(size_t n, const void *w, size_t w_stride, size_t n_rows,
-                            const void *x, size_t x_stride, size_t n_cols, float *y,
-                            size_t y_stride);
+typedef void kernel_gemm_fn(size_t n, const void *w, size_t w_stride, size_t n_rows, const void *x,
+                            size_t x_stride, size_t n_cols, float *y, size_t y_stride);
 
 struct kernel_ops {
     const char *name; /* "scalar", "avx2", "avx512" */

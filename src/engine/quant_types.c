@@ -9,6 +9,9 @@
 
 _Static_assert(sizeof(struct block_q8_0) == 34, "block_q8_0 layout");
 _Static_assert(sizeof(struct block_q4_0) == 18, "block_q4_0 layout");
+_Static_assert(sizeof(struct block_q5_0) == 22, "block_q5_0 layout");
+_Static_assert(sizeof(struct block_q5_1) == 24, "block_q5_1 layout");
+_Static_assert(sizeof(struct block_q8_1) == 36, "block_q8_1 layout");
 _Static_assert(sizeof(struct block_q4_k) == 144, "block_q4_k layout");
 _Static_assert(sizeof(struct block_q5_k) == 176, "block_q5_k layout");
 _Static_assert(sizeof(struct block_q6_k) == 210, "block_q6_k layout");
@@ -20,8 +23,8 @@ static const struct tensor_type_traits traits[TENSOR_TYPE_COUNT] = {
     [TENSOR_TYPE_F16] = { "f16", 1, 2, true },
     [TENSOR_TYPE_Q4_0] = { "q4_0", 32, 18, true },
     [TENSOR_TYPE_Q4_1] = { "q4_1", 32, 20, false },
-    [TENSOR_TYPE_Q5_0] = { "q5_0", 32, 22, false },
-    [TENSOR_TYPE_Q5_1] = { "q5_1", 32, 24, false },
+    [TENSOR_TYPE_Q5_0] = { "q5_0", 32, 22, true },
+    [TENSOR_TYPE_Q5_1] = { "q5_1", 32, 24, true },
     [TENSOR_TYPE_Q8_0] = { "q8_0", 32, 34, true },
     [TENSOR_TYPE_Q8_1] = { "q8_1", 32, 36, false },
     [TENSOR_TYPE_Q2_K] = { "q2_K", 256, 84, false },
@@ -52,8 +55,7 @@ static const struct tensor_type_traits traits[TENSOR_TYPE_COUNT] = {
 
 const struct tensor_type_traits *tensor_type_get(uint32_t t)
 {
-    if (t >= TENSOR_TYPE_COUNT || traits[t].name == NULL)
-        return NULL;
+    if (t >= TENSOR_TYPE_COUNT || traits[t].name == NULL) return NULL;
     return &traits[t];
 }
 
@@ -79,14 +81,12 @@ int tensor_row_size(enum tensor_type t, uint64_t n, uint64_t *out)
 {
     const struct tensor_type_traits *tt = tensor_type_get((uint32_t)t);
 
-    if (tt == NULL || n % tt->block_size != 0)
-        return SLM_EINVAL;
-    if (__builtin_mul_overflow(n / tt->block_size, (uint64_t)tt->type_size, out))
-        return SLM_ERANGE;
+    if (tt == NULL || n % tt->block_size != 0) return SLM_EINVAL;
+    if (__builtin_mul_overflow(n / tt->block_size, (uint64_t)tt->type_size, out)) return SLM_ERANGE;
     return 0;
 }
 
-/* IEEE binary16 -> binary32, exact for every input including subnormals. */
+/* IEEE binary16 -> binary32, exact for every input including subnormals; NaN quiet. */
 float fp16_to_f32(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16;
@@ -96,7 +96,8 @@ float fp16_to_f32(uint16_t h)
     float f;
 
     if (exp == 0x1f) {
-        bits = sign | 0x7f800000u | (mant << 13);
+        /* Infinity, or NaN made quiet as vcvtph2ps does (payload kept). */
+        bits = sign | 0x7f800000u | (mant << 13) | (mant != 0 ? 0x400000u : 0);
     } else if (exp != 0) {
         bits = sign | ((exp + 112) << 23) | (mant << 13);
     } else if (mant == 0) {
@@ -120,23 +121,19 @@ uint16_t f32_to_fp16(float f)
     sign = (bits >> 16) & 0x8000;
     exp = (bits >> 23) & 0xff;
     mant = bits & 0x7fffff;
-    if (exp == 0xff)
-        return (uint16_t)(sign | 0x7c00 | (mant != 0 ? 0x200 | (mant >> 13) : 0));
-    if (exp > 142)
-        return (uint16_t)(sign | 0x7c00);
+    if (exp == 0xff) return (uint16_t)(sign | 0x7c00 | (mant != 0 ? 0x200 | (mant >> 13) : 0));
+    if (exp > 142) return (uint16_t)(sign | 0x7c00);
     if (exp < 113) {
         /* Result is subnormal or zero: shift the implicit-1 mantissa. */
         uint32_t shift, m, half, rest;
 
-        if (exp < 102)
-            return (uint16_t)sign;
+        if (exp < 102) return (uint16_t)sign;
         m = mant | 0x800000;
         shift = 126 - exp;
         h = (uint16_t)(m >> shift);
         rest = m & ((1u << shift) - 1);
         half = 1u << (shift - 1);
-        if (rest > half || (rest == half && (h & 1)))
-            h++;
+        if (rest > half || (rest == half && (h & 1))) h++;
         return (uint16_t)(sign | h);
     }
     h = (uint16_t)(((exp - 112) << 10) | (mant >> 13));
@@ -160,7 +157,6 @@ uint16_t f32_to_bf16(float f)
     uint32_t bits;
 
     memcpy(&bits, &f, sizeof(bits));
-    if ((bits & 0x7fffffff) > 0x7f800000)
-        return (uint16_t)((bits >> 16) | 64);
+    if ((bits & 0x7fffffff) > 0x7f800000) return (uint16_t)((bits >> 16) | 64);
     return (uint16_t)((bits + (0x7fff + ((bits >> 16) & 1))) >> 16);
 }

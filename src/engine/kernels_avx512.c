@@ -1,0 +1,906 @@
+/*
+ * kernels_avx512.c - AVX-512 kernels (F, BW, VL, DQ, VNNI, BF16, VBMI).
+ *
+ * Compiled with its own -m flags (Makefile KFLAGS_AVX512) and only called
+ * after kernels.c has checked CPUID and XCR0. Results match
+ * kernels_scalar.c within the tolerances of docs/internals/kernels.md.
+ *
+ * Every matrix kernel is one register tile, tile_<type>(R, C, ...), that
+ * computes R weight rows x C activation columns: the weights of a block are
+ * unpacked once per row and reused for every column, each (row, column)
+ * pair keeps a 16-lane f32 accumulator for the whole row, and the only
+ * horizontal sum is at the end. vec_dot is the 1 x 1 tile; gemm walks the
+ * matrix in RT x CT tiles (rows outer, so the tile's weights stay in L1
+ * while the columns stream) and dispatches edge tiles to smaller constant
+ * shapes so every loop is unrolled at compile time.
+ *
+ * Integer products use VNNI: vpdpbusd (u8 x s8, 4-way) for Q8_0 and Q4_0,
+ * vpmaddubsw + vpdpwssd (u8 x s8 pairs, then x 16-bit sub-block scales) for
+ * the k-quants, so integer parts are exact.
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "engine/kernels_int.h"
+
+#define INLINE static inline __attribute__((always_inline))
+
+/* Tile shape of the gemm kernels. */
+#define RT 4
+#define CT 4
+
+INLINE float h2f(uint16_t h)
+{
+    return _cvtsh_ss(h);
+}
+
+/* Mask of the low k (< 16 or < 32) lanes. */
+INLINE __mmask16 mask16(size_t k)
+{
+    return (__mmask16)((1u << k) - 1);
+}
+
+INLINE __mmask32 mask32(size_t k)
+{
+    return (__mmask32)((1ull << k) - 1);
+}
+
+/* ======================= float tiles ======================= */
+
+/* F32: y[c][r] = sum_i w_r[i] * x_c[i]. */
+INLINE void tile_f32(const int R, const int C, size_t n, const uint8_t *w, size_t ws,
+                     const uint8_t *x, size_t xs, float *y, size_t ys)
+{
+    __m512 acc[RT][CT];
+    size_t i = 0;
+
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++)
+            acc[r][c] = _mm512_setzero_ps();
+    for (; i + 16 <= n; i += 16) {
+        __m512 xv[CT];
+
+        for (int c = 0; c < C; c++)
+            xv[c] = _mm512_loadu_ps((const float *)(x + c * xs) + i);
+        for (int r = 0; r < R; r++) {
+            __m512 wv = _mm512_loadu_ps((const float *)(w + r * ws) + i);
+
+            for (int c = 0; c < C; c++)
+                acc[r][c] = _mm512_fmadd_ps(wv, xv[c], acc[r][c]);
+        }
+    }
+    if (i < n) {
+        __mmask16 m = mask16(n - i);
+        __m512 xv[CT];
+
+        for (int c = 0; c < C; c++)
+            xv[c] = _mm512_maskz_loadu_ps(m, (const float *)(x + c * xs) + i);
+        for (int r = 0; r < R; r++) {
+            __m512 wv = _mm512_maskz_loadu_ps(m, (const float *)(w + r * ws) + i);
+
+            for (int c = 0; c < C; c++)
+                acc[r][c] = _mm512_fmadd_ps(wv, xv[c], acc[r][c]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++)
+            y[c * ys + r] = _mm512_reduce_add_ps(acc[r][c]);
+}
+
+INLINE __m512 load_f16(const uint8_t *p, size_t i)
+{
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)p + i)));
+}
+
+INLINE __m512 load_f16_mask(const uint8_t *p, size_t i, __mmask16 m)
+{
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)p + i));
+}
+
+/* F16: as F32 with both operands converted by vcvtph2ps (exact). */
+INLINE void tile_f16(const int R, const int C, size_t n, const uint8_t *w, size_t ws,
+                     const uint8_t *x, size_t xs, float *y, size_t ys)
+{
+    __m512 acc[RT][CT];
+    size_t i = 0;
+
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++)
+            acc[r][c] = _mm512_setzero_ps();
+    for (; i + 16 <= n; i += 16) {
+        __m512 xv[CT];
+
+        for (int c = 0; c < C; c++)
+            xv[c] = load_f16(x + c * xs, i);
+        for (int r = 0; r < R; r++) {
+            __m512 wv = load_f16(w + r * ws, i);
+
+            for (int c = 0; c < C; c++)
+                acc[r][c] = _mm512_fmadd_ps(wv, xv[c], acc[r][c]);
+        }
+    }
+    if (i < n) {
+        __mmask16 m = mask16(n - i);
+        __m512 xv[CT];
+
+        for (int c = 0; c < C; c++)
+            xv[c] = load_f16_mask(x + c * xs, i, m);
+        for (int r = 0; r < R; r++) {
+            __m512 wv = load_f16_mask(w + r * ws, i, m);
+
+            for (int c = 0; c < C; c++)
+                acc[r][c] = _mm512_fmadd_ps(wv, xv[c], acc[r][c]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++)
+            y[c * ys + r] = _mm512_reduce_add_ps(acc[r][c]);
+}
+
+/*
+ * BF16: vdpbf16ps, 32 products per instruction. The products are exact in
+ * f32; the instruction treats subnormal inputs and results as zero.
+ */
+INLINE void tile_bf16(const int R, const int C, size_t n, const uint8_t *w, size_t ws,
+                      const uint8_t *x, size_t xs, float *y, size_t ys)
+{
+    __m512 acc[RT][CT];
+    size_t i = 0;
+
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++)
+            acc[r][c] = _mm512_setzero_ps();
+    for (; i + 32 <= n; i += 32) {
+        __m512i xv[CT];
+
+        for (int c = 0; c < C; c++)
+            xv[c] = _mm512_loadu_si512((const uint16_t *)(x + c * xs) + i);
+        for (int r = 0; r < R; r++) {
+            __m512i wv = _mm512_loadu_si512((const uint16_t *)(w + r * ws) + i);
+
+            for (int c = 0; c < C; c++)
+                acc[r][c] = _mm512_dpbf16_ps(acc[r][c], (__m512bh)wv, (__m512bh)xv[c]);
+        }
+    }
+    if (i < n) {
+        __mmask32 m = mask32(n - i);
+        __m512i xv[CT];
+
+        for (int c = 0; c < C; c++)
+            xv[c] = _mm512_maskz_loadu_epi16(m, (const uint16_t *)(x + c * xs) + i);
+        for (int r = 0; r < R; r++) {
+            __m512i wv = _mm512_maskz_loadu_epi16(m, (const uint16_t *)(w + r * ws) + i);
+
+            for (int c = 0; c < C; c++)
+                acc[r][c] = _mm512_dpbf16_ps(acc[r][c], (__m512bh)wv, (__m512bh)xv[c]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++)
+            y[c * ys + r] = _mm512_reduce_add_ps(acc[r][c]);
+}
+
+/* ================== Q8_0, Q4_0 and Q5_0 against Q8_0 ================== */
+
+/*
+ * Two 32-element blocks per 512-bit register: lanes 0-7 of every int32
+ * result belong to the first block, lanes 8-15 to the second. Weights are
+ * made unsigned (Q8_0: w + 128; Q4_0: the raw nibble q = w + 8; Q5_0: the
+ * raw five bits q = w + 16) for
+ * vpdpbusd, and the offset times sum(x) is subtracted by starting the dot
+ * product from -offset * sum(x), computed once per column.
+ */
+
+INLINE __m512i load_q8_qs(const struct block_q8_0 *b, const int two)
+{
+    __m256i lo = _mm256_loadu_si256((const __m256i *)b[0].qs);
+
+    if (!two) return _mm512_zextsi256_si512(lo);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo),
+                              _mm256_loadu_si256((const __m256i *)b[1].qs), 1);
+}
+
+/* Per-lane scale: d0 in lanes 0-7, d1 in lanes 8-15. */
+INLINE __m512 pair_scale(float d0, float d1)
+{
+    return _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(d0), _mm512_set1_ps(d1));
+}
+
+/* The nibbles of two blocks (qs1 NULL: one) as 64 bytes in element order. */
+INLINE __m512i load_nibbles(const uint8_t *qs0, const uint8_t *qs1)
+{
+    /* [q0 | q1] -> [q0, q0, q1, q1] by 128-bit lanes -> nibbles lo, hi, lo, hi. */
+    const __m512i shift = _mm512_setr_epi64(0, 0, 0x0004000400040004LL, 0x0004000400040004LL, 0, 0,
+                                            0x0004000400040004LL, 0x0004000400040004LL);
+    __m128i lo = _mm_loadu_si128((const __m128i *)qs0);
+    __m256i v = qs1 != NULL ? _mm256_inserti128_si256(_mm256_castsi128_si256(lo),
+                                                      _mm_loadu_si128((const __m128i *)qs1), 1)
+                            : _mm256_zextsi128_si256(lo);
+    __m512i t = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3),
+                                         _mm512_castsi256_si512(v));
+
+    return _mm512_and_si512(_mm512_srlv_epi16(t, shift), _mm512_set1_epi8(0x0F));
+}
+
+/* Kinds of 32-element weight blocks, by the offset that makes them unsigned. */
+enum { K32_Q8_0, K32_Q4_0, K32_Q5_0 };
+
+/* One pair (or, with two == 0, the last single block) of a Q8_0/Q4_0/Q5_0 tile. */
+INLINE void q32_pair(const int R, const int C, const int kind, const int two, size_t ib,
+                     const uint8_t *w, size_t ws, const uint8_t *x, size_t xs, __m512 acc[RT][CT])
+{
+    const __m512i koff = _mm512_set1_epi8(kind == K32_Q4_0   ? 8
+                                          : kind == K32_Q5_0 ? 16
+                                                             : (char)0x80);
+    __m512i wq[RT];
+    __m512 wd[RT];
+
+    for (int r = 0; r < R; r++) {
+        if (kind == K32_Q4_0) {
+            const struct block_q4_0 *b = (const struct block_q4_0 *)(w + r * ws) + ib;
+
+            wq[r] = load_nibbles(b[0].qs, two ? b[1].qs : NULL);
+            wd[r] = pair_scale(h2f(b[0].d), two ? h2f(b[1].d) : 0.0f);
+        } else if (kind == K32_Q5_0) {
+            const struct block_q5_0 *b = (const struct block_q5_0 *)(w + r * ws) + ib;
+            uint32_t h0, h1 = 0;
+
+            memcpy(&h0, b[0].qh, 4);
+            if (two) memcpy(&h1, b[1].qh, 4);
+            /* bit j of qh is bit 4 of element j: one mask bit per byte lane */
+            wq[r] = load_nibbles(b[0].qs, two ? b[1].qs : NULL);
+            wq[r] = _mm512_mask_add_epi8(wq[r], _cvtu64_mask64(h0 | (uint64_t)h1 << 32), wq[r],
+                                         _mm512_set1_epi8(16));
+            wd[r] = pair_scale(h2f(b[0].d), two ? h2f(b[1].d) : 0.0f);
+        } else {
+            const struct block_q8_0 *b = (const struct block_q8_0 *)(w + r * ws) + ib;
+
+            wq[r] = _mm512_xor_si512(load_q8_qs(b, two), koff);
+            wd[r] = pair_scale(h2f(b[0].d), two ? h2f(b[1].d) : 0.0f);
+        }
+    }
+    for (int c = 0; c < C; c++) {
+        const struct block_q8_0 *b = (const struct block_q8_0 *)(x + c * xs) + ib;
+        __m512i xq = load_q8_qs(b, two);
+        __m512i neg = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                       _mm512_dpbusd_epi32(_mm512_setzero_si512(), koff, xq));
+        __m512 xd = pair_scale(h2f(b[0].d), two ? h2f(b[1].d) : 0.0f);
+
+        for (int r = 0; r < R; r++) {
+            __m512i s = _mm512_dpbusd_epi32(neg, wq[r], xq);
+
+            acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(wd[r], xd), acc[r][c]);
+        }
+    }
+}
+
+INLINE void tile_q32(const int R, const int C, const int kind, size_t n, const uint8_t *w,
+                     size_t ws, const uint8_t *x, size_t xs, float *y, size_t ys)
+{
+    const size_t nb = n / QK8_0;
+    __m512 acc[RT][CT];
+    size_t ib = 0;
+
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++)
+            acc[r][c] = _mm512_setzero_ps();
+    for (; ib + 2 <= nb; ib += 2)
+        q32_pair(R, C, kind, 1, ib, w, ws, x, xs, acc);
+    if (ib < nb) q32_pair(R, C, kind, 0, ib, w, ws, x, xs, acc);
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++)
+            y[c * ys + r] = _mm512_reduce_add_ps(acc[r][c]);
+}
+
+INLINE void tile_q8_0(const int R, const int C, size_t n, const uint8_t *w, size_t ws,
+                      const uint8_t *x, size_t xs, float *y, size_t ys)
+{
+    tile_q32(R, C, K32_Q8_0, n, w, ws, x, xs, y, ys);
+}
+
+INLINE void tile_q4_0(const int R, const int C, size_t n, const uint8_t *w, size_t ws,
+                      const uint8_t *x, size_t xs, float *y, size_t ys)
+{
+    tile_q32(R, C, K32_Q4_0, n, w, ws, x, xs, y, ys);
+}
+
+INLINE void tile_q5_0(const int R, const int C, size_t n, const uint8_t *w, size_t ws,
+                      const uint8_t *x, size_t xs, float *y, size_t ys)
+{
+    tile_q32(R, C, K32_Q5_0, n, w, ws, x, xs, y, ys);
+}
+
+/* ======================= k-quants against Q8_K ======================= */
+
+/*
+ * A super-block of 256 weights is unpacked into four registers of 64
+ * unsigned bytes in element order. vpmaddubsw multiplies them with the
+ * activations (s16 sums of pairs, no saturation: 63 * 127 * 2 < 32767) and
+ * vpdpwssd multiplies those pairs by the 16-bit sub-block scale of their
+ * lanes and accumulates in int32.
+ */
+
+/* The six-bit scales and mins of Q4_K/Q5_K as 8 bytes each. */
+INLINE void k4_scales(const uint8_t *s, uint64_t *sc, uint64_t *m)
+{
+    uint32_t u0, u1, u2, sc_hi, m_hi;
+
+    memcpy(&u0, s, 4);
+    memcpy(&u1, s + 4, 4);
+    memcpy(&u2, s + 8, 4);
+    sc_hi = (u2 & 0x0f0f0f0f) | ((u0 >> 2) & 0x30303030);
+    m_hi = ((u2 >> 4) & 0x0f0f0f0f) | ((u1 >> 2) & 0x30303030);
+    *sc = (u0 & 0x3f3f3f3f) | (uint64_t)sc_hi << 32;
+    *m = (u1 & 0x3f3f3f3f) | (uint64_t)m_hi << 32;
+}
+
+/* Word index vector: lanes 0-15 = a, lanes 16-31 = b. */
+INLINE __m512i idx_halves(short a, short b)
+{
+    return _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16(a), _mm512_set1_epi16(b));
+}
+
+/* Weights of one Q4_K/Q5_K super-block, unpacked for the dot products. */
+struct k4_row {
+    __m512i q[4];  /* elements 64k .. 64k + 63, values 0..31 */
+    __m512i sc[4]; /* 16-bit scales: lanes 0-15 sub-block 2k, 16-31 2k + 1 */
+    __m256i m16;   /* mins, each twice: pairs with the 16 bsums */
+    float d, dmin;
+};
+
+INLINE void k4_prep(const uint8_t *qs, const uint8_t *scales, uint16_t d, uint16_t dmin,
+                    const uint8_t *qh, struct k4_row *p)
+{
+    const __m512i shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+    const __m512i m0f = _mm512_set1_epi8(0x0F);
+    uint64_t sc, m;
+    __m512i sc16;
+    __m128i m8;
+
+    for (int k = 0; k < 4; k++) {
+        __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * k)));
+
+        p->q[k] = _mm512_and_si512(_mm512_srlv_epi16(v, shift), m0f);
+    }
+    if (qh != NULL) {
+        __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qh));
+
+        for (int k = 0; k < 4; k++) {
+            __m512i sel = _mm512_mask_blend_epi8(0xFFFFFFFF00000000ull,
+                                                 _mm512_set1_epi8((char)(1 << (2 * k))),
+                                                 _mm512_set1_epi8((char)(2 << (2 * k))));
+            __mmask64 hm = _mm512_test_epi8_mask(hb, sel);
+
+            p->q[k] = _mm512_mask_add_epi8(p->q[k], hm, p->q[k], _mm512_set1_epi8(16));
+        }
+    }
+    k4_scales(scales, &sc, &m);
+    sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc)));
+    for (int k = 0; k < 4; k++)
+        p->sc[k] = _mm512_permutexvar_epi16(idx_halves((short)(2 * k), (short)(2 * k + 1)), sc16);
+    m8 = _mm_cvtsi64_si128((long long)m);
+    p->m16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+    p->d = h2f(d);
+    p->dmin = h2f(dmin);
+}
+
+INLINE __m512 k4_col(const struct k4_row *p, const struct block_q8_k *b, __m512 acc)
+{
+    __m512i is = _mm512_setzero_si512();
+    __m256i ms;
+
+    for (int k = 0; k < 4; k++) {
+        __m512i xv = _mm512_loadu_si512(b->qs + 64 * k);
+
+        is = _mm512_dpwssd_epi32(is, _mm512_maddubs_epi16(p->q[k], xv), p->sc[k]);
+    }
+    ms = _mm256_madd_epi16(p->m16, _mm256_loadu_si256((const __m256i *)b->bsums));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_set1_ps(b->d * p->d), acc);
+    return _mm512_fnmadd_ps(_mm512_cvtepi32_ps(_mm512_zextsi256_si512(ms)),
+                            _mm512_set1_ps(b->d * p->dmin), acc);
+}
+
+/* Q4_K (is_q5 = 0) or Q5_K (is_q5 = 1) x Q8_K. */
+INLINE void tile_k45(const int R, const int C, const int is_q5, size_t n, const uint8_t *w,
+                     size_t ws, const uint8_t *x, size_t xs, float *y, size_t ys)
+{
+    __m512 acc[RT][CT];
+
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++)
+            acc[r][c] = _mm512_setzero_ps();
+    for (size_t ib = 0; ib < n / QK_K; ib++) {
+        for (int r = 0; r < R; r++) {
+            struct k4_row p;
+
+            if (is_q5) {
+                const struct block_q5_k *b = (const struct block_q5_k *)(w + r * ws) + ib;
+
+                k4_prep(b->qs, b->scales, b->d, b->dmin, b->qh, &p);
+            } else {
+                const struct block_q4_k *b = (const struct block_q4_k *)(w + r * ws) + ib;
+
+                k4_prep(b->qs, b->scales, b->d, b->dmin, NULL, &p);
+            }
+            for (int c = 0; c < C; c++)
+                acc[r][c] = k4_col(&p, (const struct block_q8_k *)(x + c * xs) + ib, acc[r][c]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++)
+            y[c * ys + r] = _mm512_reduce_add_ps(acc[r][c]);
+}
+
+INLINE void tile_q4_k(const int R, const int C, size_t n, const uint8_t *w, size_t ws,
+                      const uint8_t *x, size_t xs, float *y, size_t ys)
+{
+    tile_k45(R, C, 0, n, w, ws, x, xs, y, ys);
+}
+
+INLINE void tile_q5_k(const int R, const int C, size_t n, const uint8_t *w, size_t ws,
+                      const uint8_t *x, size_t xs, float *y, size_t ys)
+{
+    tile_k45(R, C, 1, n, w, ws, x, xs, y, ys);
+}
+
+/*
+ * Q6_K: four registers of 6-bit values 0..63 (the -32 offset is applied as
+ * -32 * sum_g sc_g * bsum_g), 16-bit scales per group of 16.
+ */
+struct k6_row {
+    __m512i q[4];
+    __m512i sc[4]; /* lanes 8g' .. 8g' + 7 hold the scale of group 4k + g' */
+    __m256i sc16;  /* the 16 scales, pairs with the 16 bsums */
+    float d;
+};
+
+INLINE void k6_prep(const struct block_q6_k *b, struct k6_row *p)
+{
+    const __m512i m0f = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    const __m512i sh_lo =
+        _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16(4), _mm512_set1_epi16(2));
+    const __m512i sh_hi =
+        _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16(0), _mm512_set1_epi16(2));
+    __m512i s16;
+
+    for (int h = 0; h < 2; h++) {
+        __m512i l = _mm512_loadu_si512(b->ql + 64 * h);
+        __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qh + 32 * h)));
+
+        /* elements 128h + 0..63: low nibbles, qh bits 0-1 (first half) and 2-3 */
+        p->q[2 * h] = _mm512_or_si512(_mm512_and_si512(l, m0f),
+                                      _mm512_and_si512(_mm512_sllv_epi16(hb, sh_lo), m30));
+        /* elements 128h + 64..127: high nibbles, qh bits 4-5 and 6-7 */
+        p->q[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m0f),
+                                          _mm512_and_si512(_mm512_srlv_epi16(hb, sh_hi), m30));
+    }
+    p->sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+    s16 = _mm512_castsi256_si512(p->sc16);
+    for (int k = 0; k < 4; k++) {
+        __m512i idx = _mm512_mask_blend_epi16(
+            0xFFFF0000u,
+            _mm512_mask_blend_epi16(0xFF00, _mm512_set1_epi16((short)(4 * k)),
+                                    _mm512_set1_epi16((short)(4 * k + 1))),
+            _mm512_mask_blend_epi16(0xFF000000u, _mm512_set1_epi16((short)(4 * k + 2)),
+                                    _mm512_set1_epi16((short)(4 * k + 3))));
+
+        p->sc[k] = _mm512_permutexvar_epi16(idx, s16);
+    }
+    p->d = h2f(b->d);
+}
+
+INLINE __m512 k6_col(const struct k6_row *p, const struct block_q8_k *b, __m512 acc)
+{
+    __m512i is = _mm512_setzero_si512();
+    __m256i corr;
+
+    for (int k = 0; k < 4; k++) {
+        __m512i xv = _mm512_loadu_si512(b->qs + 64 * k);
+
+        is = _mm512_dpwssd_epi32(is, _mm512_maddubs_epi16(p->q[k], xv), p->sc[k]);
+    }
+    corr = _mm256_slli_epi32(
+        _mm256_madd_epi16(p->sc16, _mm256_loadu_si256((const __m256i *)b->bsums)), 5);
+    is = _mm512_sub_epi32(is, _mm512_zextsi256_si512(corr));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_set1_ps(b->d * p->d), acc);
+}
+
+INLINE void tile_q6_k(const int R, const int C, size_t n, const uint8_t *w, size_t ws,
+                      const uint8_t *x, size_t xs, float *y, size_t ys)
+{
+    __m512 acc[RT][CT];
+
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++)
+            acc[r][c] = _mm512_setzero_ps();
+    for (size_t ib = 0; ib < n / QK_K; ib++) {
+        for (int r = 0; r < R; r++) {
+            struct k6_row p;
+
+            k6_prep((const struct block_q6_k *)(w + r * ws) + ib, &p);
+            for (int c = 0; c < C; c++)
+                acc[r][c] = k6_col(&p, (const struct block_q8_k *)(x + c * xs) + ib, acc[r][c]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++)
+            y[c * ys + r] = _mm512_reduce_add_ps(acc[r][c]);
+}
+
+/* ======================= vec_dot and gemm entry points ======================= */
+
+#define TILE_CASE(T, R, C)                      \
+    case (R)*8 + (C):                           \
+        tile_##T(R, C, n, w, ws, x, xs, y, ys); \
+        break;
+
+#define DEFINE_KERNELS(T)                                                                          \
+    static                                                                                         \
+        __attribute__((unused)) void vec_dot_##T(size_t n, float *s, const void *w, const void *x) \
+    {                                                                                              \
+        tile_##T(1, 1, n, w, 0, x, 0, s, 0);                                                       \
+    }                                                                                              \
+    static __attribute__((noinline)) void tiles_##T(size_t rn, size_t cn, size_t n,                \
+                                                    const uint8_t *w, size_t ws, const uint8_t *x, \
+                                                    size_t xs, float *y, size_t ys)                \
+    {                                                                                              \
+        switch (rn * 8 + cn) {                                                                     \
+            TILE_CASE(T, 1, 1)                                                                     \
+            TILE_CASE(T, 1, 2)                                                                     \
+            TILE_CASE(T, 1, 3)                                                                     \
+            TILE_CASE(T, 1, 4)                                                                     \
+            TILE_CASE(T, 2, 1)                                                                     \
+            TILE_CASE(T, 2, 2)                                                                     \
+            TILE_CASE(T, 2, 3)                                                                     \
+            TILE_CASE(T, 2, 4)                                                                     \
+            TILE_CASE(T, 3, 1)                                                                     \
+            TILE_CASE(T, 3, 2)                                                                     \
+            TILE_CASE(T, 3, 3)                                                                     \
+            TILE_CASE(T, 3, 4)                                                                     \
+            TILE_CASE(T, 4, 1)                                                                     \
+            TILE_CASE(T, 4, 2)                                                                     \
+            TILE_CASE(T, 4, 3)                                                                     \
+            TILE_CASE(T, 4, 4)                                                                     \
+        default:                                                                                   \
+            break;                                                                                 \
+        }                                                                                          \
+    }                                                                                              \
+    static void gemm_##T(size_t n, const void *w, size_t ws, size_t nr, const void *x, size_t xs,  \
+                         size_t nc, float *y, size_t ys)                                           \
+    {                                                                                              \
+        for (size_t r0 = 0; r0 < nr; r0 += RT) {                                                   \
+            size_t rn = nr - r0 < RT ? nr - r0 : RT;                                               \
+            for (size_t c0 = 0; c0 < nc; c0 += CT) {                                               \
+                size_t cn = nc - c0 < CT ? nc - c0 : CT;                                           \
+                tiles_##T(rn, cn, n, (const uint8_t *)w + r0 * ws, ws,                             \
+                          (const uint8_t *)x + c0 * xs, xs, y + c0 * ys + r0, ys);                 \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+DEFINE_KERNELS(f32)
+DEFINE_KERNELS(f16)
+DEFINE_KERNELS(bf16)
+DEFINE_KERNELS(q8_0)
+DEFINE_KERNELS(q4_0)
+DEFINE_KERNELS(q5_0)
+DEFINE_KERNELS(q4_k)
+DEFINE_KERNELS(q5_k)
+DEFINE_KERNELS(q6_k)
+
+/* ======================= activation conversion ======================= */
+
+/* Lanes holding NaN or an infinity. */
+INLINE __mmask16 nonfinite(__m512 v)
+{
+    return _mm512_fpclass_ps_mask(v, 0x01 | 0x08 | 0x10 | 0x80);
+}
+
+static void from_float_f32(const float *x, void *y, size_t n)
+{
+    memcpy(y, x, n * sizeof(float));
+}
+
+INLINE __m256i cvt_f16(__m512 v)
+{
+    return _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
+static void f32_to_f16(const float *x, uint16_t *y, size_t n)
+{
+    size_t i = 0;
+
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(y + i), cvt_f16(_mm512_loadu_ps(x + i)));
+    if (i < n) {
+        __mmask16 m = mask16(n - i);
+
+        _mm256_mask_storeu_epi16(y + i, m, cvt_f16(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+
+static void from_float_f16(const float *x, void *y, size_t n)
+{
+    f32_to_f16(x, y, n);
+}
+
+/* Round to nearest even with integer operations; NaN made quiet (as f32_to_bf16). */
+INLINE __m256i cvt_bf16(__m512 v)
+{
+    __m512i b = _mm512_castps_si512(v);
+    __m512i odd = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(
+        _mm512_add_epi32(b, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd)), 16);
+    __mmask16 nan = _mm512_fpclass_ps_mask(v, 0x01 | 0x80);
+
+    r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(b, 16), _mm512_set1_epi32(64));
+    return _mm512_cvtepi32_epi16(r);
+}
+
+static void from_float_bf16(const float *x, void *vy, size_t n)
+{
+    uint16_t *y = vy;
+    size_t i = 0;
+
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(y + i), cvt_bf16(_mm512_loadu_ps(x + i)));
+    if (i < n) {
+        __mmask16 m = mask16(n - i);
+
+        _mm256_mask_storeu_epi16(y + i, m, cvt_bf16(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+
+static void from_float_q8_0(const float *x, void *vy, size_t n)
+{
+    struct block_q8_0 *y = vy;
+
+    for (size_t i = 0; i < n / QK8_0; i++, x += QK8_0) {
+        __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        float d, id;
+        __m512 vid;
+
+        if ((nonfinite(v0) | nonfinite(v1)) != 0) {
+            memset(&y[i], 0, sizeof(y[i]));
+            y[i].d = 0x7e00;
+            continue;
+        }
+        d = amax / 127;
+        id = d != 0.0f ? 1.0f / d : 0.0f;
+        if (isinf(id)) id = 0.0f;
+        y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        vid = _mm512_set1_ps(id);
+        _mm_storeu_si128((__m128i *)y[i].qs,
+                         _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, vid))));
+        _mm_storeu_si128((__m128i *)(y[i].qs + 16),
+                         _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, vid))));
+    }
+}
+
+static void from_float_q8_k(const float *x, void *vy, size_t n)
+{
+    struct block_q8_k *y = vy;
+    const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+
+    for (size_t i = 0; i < n / QK_K; i++, x += QK_K) {
+        __m512 vmax = _mm512_setzero_ps(), vis;
+        __mmask16 bad = 0;
+        float amax, iscale;
+
+        for (int j = 0; j < QK_K / 16; j++) {
+            __m512 v = _mm512_loadu_ps(x + 16 * j);
+
+            bad |= nonfinite(v);
+            vmax = _mm512_max_ps(vmax, _mm512_abs_ps(v));
+        }
+        memset(&y[i], 0, sizeof(y[i]));
+        if (bad != 0) {
+            y[i].d = NAN;
+            continue;
+        }
+        amax = _mm512_reduce_max_ps(vmax);
+        iscale = 127.f / amax;
+        if (amax == 0.0f || isinf(iscale)) continue;
+        vis = _mm512_set1_ps(iscale);
+        for (int j = 0; j < QK_K / 16; j++) {
+            __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * j), vis));
+
+            q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
+            _mm_storeu_si128((__m128i *)(y[i].qs + 16 * j), _mm512_cvtepi32_epi8(q));
+            y[i].bsums[j] = (int16_t)_mm512_reduce_add_epi32(q);
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
+/* ======================= f32 helpers ======================= */
+
+static float dot_f32(const float *a, const float *b, size_t n)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    __m512 s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+    size_t i = 0;
+
+    for (; i + 64 <= n; i += 64) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), s2);
+        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), s3);
+    }
+    for (; i + 16 <= n; i += 16)
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+    if (i < n) {
+        __mmask16 m = mask16(n - i);
+
+        s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+static float dot_f32_f16(const float *a, const uint16_t *b, size_t n)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    size_t i = 0;
+
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), load_f16((const uint8_t *)b, i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), load_f16((const uint8_t *)b, i + 16), s1);
+    }
+    for (; i + 16 <= n; i += 16)
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), load_f16((const uint8_t *)b, i), s0);
+    if (i < n) {
+        __mmask16 m = mask16(n - i);
+
+        s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i),
+                             load_f16_mask((const uint8_t *)b, i, m), s1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+
+static void vec_dot_f32_fast(size_t n, float *s, const void *w, const void *x)
+{
+    *s = dot_f32(w, x, n);
+}
+
+/* 1 x 1 tiles are latency-bound on one accumulator: four chains instead. */
+static void vec_dot_f16_fast(size_t n, float *s, const void *w, const void *x)
+{
+    const uint8_t *a = w, *b = x;
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    __m512 s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+    size_t i = 0;
+
+    for (; i + 64 <= n; i += 64) {
+        s0 = _mm512_fmadd_ps(load_f16(a, i), load_f16(b, i), s0);
+        s1 = _mm512_fmadd_ps(load_f16(a, i + 16), load_f16(b, i + 16), s1);
+        s2 = _mm512_fmadd_ps(load_f16(a, i + 32), load_f16(b, i + 32), s2);
+        s3 = _mm512_fmadd_ps(load_f16(a, i + 48), load_f16(b, i + 48), s3);
+    }
+    for (; i + 16 <= n; i += 16)
+        s0 = _mm512_fmadd_ps(load_f16(a, i), load_f16(b, i), s0);
+    if (i < n) {
+        __mmask16 m = mask16(n - i);
+
+        s1 = _mm512_fmadd_ps(load_f16_mask(a, i, m), load_f16_mask(b, i, m), s1);
+    }
+    *s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+static void vec_dot_bf16_fast(size_t n, float *s, const void *w, const void *x)
+{
+    const uint16_t *a = w, *b = x;
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    __m512 s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+    size_t i = 0;
+
+#define DP(acc, off)                                                         \
+    acc = _mm512_dpbf16_ps(acc, (__m512bh)_mm512_loadu_si512(a + i + (off)), \
+                           (__m512bh)_mm512_loadu_si512(b + i + (off)))
+    for (; i + 128 <= n; i += 128) {
+        DP(s0, 0);
+        DP(s1, 32);
+        DP(s2, 64);
+        DP(s3, 96);
+    }
+    for (; i + 32 <= n; i += 32)
+        DP(s0, 0);
+#undef DP
+    if (i < n) {
+        __mmask32 m = mask32(n - i);
+
+        s1 = _mm512_dpbf16_ps(s1, (__m512bh)_mm512_maskz_loadu_epi16(m, a + i),
+                              (__m512bh)_mm512_maskz_loadu_epi16(m, b + i));
+    }
+    *s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+static void axpy_f32(size_t n, float a, const float *x, float *y)
+{
+    __m512 va = _mm512_set1_ps(a);
+    size_t i = 0;
+
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i,
+                         _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    if (i < n) {
+        __mmask16 m = mask16(n - i);
+
+        _mm512_mask_storeu_ps(
+            y + i, m,
+            _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+    }
+}
+
+static void axpy_f16(size_t n, float a, const uint16_t *x, float *y)
+{
+    __m512 va = _mm512_set1_ps(a);
+    size_t i = 0;
+
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(
+            y + i, _mm512_fmadd_ps(va, load_f16((const uint8_t *)x, i), _mm512_loadu_ps(y + i)));
+    if (i < n) {
+        __mmask16 m = mask16(n - i);
+
+        _mm512_mask_storeu_ps(y + i, m,
+                              _mm512_fmadd_ps(va, load_f16_mask((const uint8_t *)x, i, m),
+                                              _mm512_maskz_loadu_ps(m, y + i)));
+    }
+}
+
+static void f16_to_f32(const uint16_t *x, float *y, size_t n)
+{
+    size_t i = 0;
+
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, load_f16((const uint8_t *)x, i));
+    if (i < n) {
+        __mmask16 m = mask16(n - i);
+
+        _mm512_mask_storeu_ps(y + i, m, load_f16_mask((const uint8_t *)x, i, m));
+    }
+}
+
+const struct kernel_ops kernels_avx512 = {
+    .name = "avx512",
+    .vec_dot = {
+        [TENSOR_TYPE_F32] = vec_dot_f32_fast, /* 4 accumulators beat the 1 x 1 tile */
+        [TENSOR_TYPE_F16] = vec_dot_f16_fast,
+        [TENSOR_TYPE_BF16] = vec_dot_bf16_fast,
+        [TENSOR_TYPE_Q8_0] = vec_dot_q8_0,
+        [TENSOR_TYPE_Q4_0] = vec_dot_q4_0,
+        [TENSOR_TYPE_Q5_0] = vec_dot_q5_0,
+        [TENSOR_TYPE_Q5_1] = kernels__vec_dot_q5_1, /* scalar: a fallback type only */
+        [TENSOR_TYPE_Q4_K] = vec_dot_q4_k,
+        [TENSOR_TYPE_Q5_K] = vec_dot_q5_k,
+        [TENSOR_TYPE_Q6_K] = vec_dot_q6_k,
+    },
+    .from_float = {
+        [TENSOR_TYPE_F32] = from_float_f32,
+        [TENSOR_TYPE_F16] = from_float_f16,
+        [TENSOR_TYPE_BF16] = from_float_bf16,
+        [TENSOR_TYPE_Q8_0] = from_float_q8_0,
+        [TENSOR_TYPE_Q8_1] = kernels__from_float_q8_1,
+        [TENSOR_TYPE_Q8_K] = from_float_q8_k,
+    },
+    .gemm = {
+        [TENSOR_TYPE_F32] = gemm_f32,
+        [TENSOR_TYPE_F16] = gemm_f16,
+        [TENSOR_TYPE_BF16] = gemm_bf16,
+        [TENSOR_TYPE_Q8_0] = gemm_q8_0,
+        [TENSOR_TYPE_Q4_0] = gemm_q4_0,
+        [TENSOR_TYPE_Q5_0] = gemm_q5_0,
+        [TENSOR_TYPE_Q5_1] = kernels__gemm_q5_1,
+        [TENSOR_TYPE_Q4_K] = gemm_q4_k,
+        [TENSOR_TYPE_Q5_K] = gemm_q5_k,
+        [TENSOR_TYPE_Q6_K] = gemm_q6_k,
+    },
+    .dot_f32 = dot_f32,
+    .dot_f32_f16 = dot_f32_f16,
+    .axpy_f32 = axpy_f32,
+    .axpy_f16 = axpy_f16,
+    .f32_to_f16 = f32_to_f16,
+    .f16_to_f32 = f16_to_f32,
+};

@@ -1,0 +1,55 @@
+/*
+ * kernels_int.h - internals shared by kernels.c and kernels_*.c.
+ *
+ * The activation formats produced by from_float (kernels.h) are defined here
+ * once, in words, so that every instruction set produces the same bytes
+ * (tests/unit/engine/test_kernels.c compares them bit for bit):
+ *   F16, BF16: round to nearest even (f32_to_fp16, f32_to_bf16 of quant.h).
+ *   Q8_0: per block of 32, amax = max |x|, d = amax / 127, id = 1 / d (0 if
+ *         d == 0 or 1 / d overflows), q = round-half-even(x * id) (|q| <= 127),
+ *         stored d = f16(d).
+ *   Q8_1: as Q8_0, plus s = f16(d * sum(q)) with the f32 d (as ggml).
+ *   Q8_K: per block of 256, amax = max |x|, iscale = 127 / amax; if amax is
+ *         0 or iscale overflows the block is zero; else q = round-half-even(x * iscale) clamped to
+ *         [-127, 127], d = 1 / iscale, bsums[g] = sum of q[16g .. 16g + 15].
+ *   A block holding NaN or an infinity gets d = NaN and zero quants (and
+ *   bsums), so that every dot product with it is NaN (E02).
+ * These differ from llama.cpp's weight quantizers on purpose (half-even
+ * rounding vectorises exactly; the positive Q8_K scale avoids a sign tie);
+ * weights go through quant_quantize_row instead.
+ *
+ * Only kernels_avx2.c and kernels_avx512.c may contain AVX instructions;
+ * this header is plain C.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/kernels.h"
+
+/*
+ * Scalar kernels the SIMD tables share: Q5_1 weights (only produced by
+ * llama-quantize's fallback for rows that 256 does not divide) and their Q8_1
+ * activations. Plain C, safe on every CPU.
+ */
+void kernels__vec_dot_q5_1(size_t n, float *s, const void *w, const void *x);
+void kernels__gemm_q5_1(size_t n, const void *w, size_t w_stride, size_t n_rows, const void *x,
+                        size_t x_stride, size_t n_cols, float *y, size_t y_stride);
+void kernels__from_float_q8_1(const float *x, void *y, size_t n);
+
+/* The gemm of kernels.h done one vec_dot at a time (the scalar reference). */
+void kernels__gemm_by_vec_dot(kernel_vec_dot_fn *dot, size_t n, const void *w, size_t w_stride,
+                              size_t n_rows, const void *x, size_t x_stride, size_t n_cols,
+                              float *y, size_t y_stride);
+
+/* Unpacks the eight 6-bit scales and mins of a Q4_K/Q5_K block. */
+static inline void kernels__k4_scales(const uint8_t *q, uint8_t sc[8], uint8_t m[8])
+{
+    for (int j = 0; j < 4; j++) {
+        sc[j] = q[j] & 63;
+        m[j] = q[j + 4] & 63;
+        sc[j + 4] = (uint8_t)((q[j + 8] & 0xF) | ((q[j] >> 6) << 4));
+        m[j + 4] = (uint8_t)((q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4));
+    }
+}
