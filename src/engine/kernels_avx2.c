@@ -599,7 +599,7 @@ static void from_float_q8_0(const float *x, void *vy, size_t n)
     for (size_t i = 0; i < n / QK8_0; i++, x += QK8_0) {
         __m256 v[4], vmax = _mm256_setzero_ps(), vid;
         int bad = 0;
-        float d, id;
+        float amax, d, id;
 
         for (int j = 0; j < 4; j++) {
             v[j] = _mm256_loadu_ps(x + 8 * j);
@@ -611,8 +611,11 @@ static void from_float_q8_0(const float *x, void *vy, size_t n)
             y[i].d = 0x7e00;
             continue;
         }
-        d = hmax8(vmax) / 127;
-        id = d != 0.0f ? 1.0f / d : 0.0f;
+        amax = hmax8(vmax);
+        d = amax / 127;
+        /* 127 / amax, not 1 / d: the multiplier llama.cpp's x86 code uses, so
+         * activations round to the same integers and greedy runs agree. */
+        id = amax != 0.0f ? 127.0f / amax : 0.0f;
         if (isinf(id)) id = 0.0f;
         y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
         vid = _mm256_set1_ps(id);

@@ -668,7 +668,9 @@ static void from_float_q8_0(const float *x, void *vy, size_t n)
             continue;
         }
         d = amax / 127;
-        id = d != 0.0f ? 1.0f / d : 0.0f;
+        /* 127 / amax, not 1 / d: the multiplier llama.cpp's x86 code uses, so
+         * activations round to the same integers and greedy runs agree. */
+        id = amax != 0.0f ? 127.0f / amax : 0.0f;
         if (isinf(id)) id = 0.0f;
         y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
         vid = _mm512_set1_ps(id);

@@ -291,7 +291,9 @@ static void from_float_q8_0(const float *x, void *vy, size_t n)
             continue;
         }
         d = amax / 127;
-        id = d != 0.0f ? 1.0f / d : 0.0f;
+        /* 127 / amax, not 1 / d: the multiplier llama.cpp's x86 code uses, so
+         * activations round to the same integers and greedy runs agree. */
+        id = amax != 0.0f ? 127.0f / amax : 0.0f;
         if (isinf(id)) id = 0.0f; /* amax subnormal: the f16 scale is 0 anyway */
         y[i].d = f32_to_fp16(d);
         for (int j = 0; j < QK8_0; j++)
@@ -318,7 +320,9 @@ void kernels__from_float_q8_1(const float *x, void *vy, size_t n)
             continue;
         }
         d = amax / 127;
-        id = d != 0.0f ? 1.0f / d : 0.0f;
+        /* 127 / amax, not 1 / d: the multiplier llama.cpp's x86 code uses, so
+         * activations round to the same integers and greedy runs agree. */
+        id = amax != 0.0f ? 127.0f / amax : 0.0f;
         if (isinf(id)) id = 0.0f;
         y[i].d = f32_to_fp16(d);
         for (int j = 0; j < QK8_1; j++) {
