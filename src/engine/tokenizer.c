@@ -438,6 +438,15 @@ static int build_merges(struct tokenizer *t, const struct tok_spec *sp, struct s
             goto out;
         }
         tok_id r = table_find(t, &t->by_piece, true, buf, (size_t)(la + lb));
+        if (r == TOK_NONE && len - 1 <= 2 * SLM_LIMIT_TOKEN_BYTES) {
+            /* The result may be a token we made control-type (an end-of-generation
+             * name such as "</s>" in a vocabulary where it is an ordinary token):
+             * llama.cpp still merges into it, so look it up among all tokens. */
+            char raw[2 * SLM_LIMIT_TOKEN_BYTES];
+            memcpy(raw, m, sep);
+            memcpy(raw + sep, m + sep + 1, len - sep - 1);
+            r = table_find(t, &t->by_text, false, raw, len - 1);
+        }
         if (r == TOK_NONE) {
             rc = slm_diag_set(d, SLM_EFORMAT,
                               "tokenizer.ggml.merges[%zu]: '%s' makes a token that is not in the "
@@ -547,8 +556,13 @@ static void build_eog(struct tokenizer *t)
                 hit = true;
             }
         }
-        /* End-of-generation by text (llama.cpp's list) but not an end of turn. */
-        if (text_is(t, i, "</s>") || text_is(t, i, "<eos>")) hit = true;
+        /* End-of-generation by text (llama.cpp's list) but not an end of turn.
+         * Only where the file already marks the token special: in Qwen's
+         * vocabulary "</s>" is an ordinary BPE token, and Hugging Face's
+         * tokenizer (our reference) treats it as text, where llama.cpp would
+         * force it to a control token. */
+        if ((text_is(t, i, "</s>") || text_is(t, i, "<eos>")) && !type_is_normal(t->type[i]))
+            hit = true;
         if (text_is(t, i, "<|eom_id|>")) {
             if (t->ids.eom == TOK_NONE) t->ids.eom = (tok_id)i;
             hit = true;
