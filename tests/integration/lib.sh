@@ -9,6 +9,7 @@
 # Each case runs in a new bash process (so a timeout can kill it whole): the
 # script's functions are exported to it, and so are its variables, because
 # this file turns on set -a (every variable assigned afterwards is exported).
+set -a # export every variable assigned from here on (see above)
 T_PASS=0 T_FAIL=0 T_SKIP=0
 T_TMP=$(mktemp -d "${TMPDIR:-/tmp}/slm-integ-XXXXXX")
 trap 'rm -rf "$T_TMP"' EXIT
@@ -23,7 +24,7 @@ t_run() {
   local name=$1 out rc
   shift
   # The case runs in a fresh bash under timeout(1): hand it the script's
-  # functions and (through set -a below) its variables.
+  # functions and (through set -a above) its variables.
   export -f $(declare -F | awk '{print $3}')
   out=$( (timeout -k 5 "$T_CASE_TIMEOUT" bash -c '"$@"' _ "$@") 2>&1 )
   rc=$?
@@ -45,5 +46,3 @@ t_end() {
   fi
   [ $T_FAIL -eq 0 ]
 }
-
-set -a
