@@ -162,8 +162,9 @@
 /* Evaluation steps of one render: a 10,000-message conversation takes about
  * 2 M; 50 M stops a hostile loop within about a second. */
 #define SLM_LIMIT_TEMPLATE_STEPS       50000000u
-/* Bytes of memory one render may allocate (values, strings). */
-#define SLM_LIMIT_TEMPLATE_RENDER_MEM  (256u << 20)
+/* Bytes of memory one render may allocate (values, strings): a 600 KiB
+ * conversation needs a few MiB. */
+#define SLM_LIMIT_TEMPLATE_RENDER_MEM  (64u << 20)
 /* Bytes of one rendered prompt (a 1 M-token prompt is ~ 4 MiB of text). */
 #define SLM_LIMIT_TEMPLATE_OUTPUT      (32u << 20)
 /* Elements of range(): Jinja2's sandbox MAX_RANGE. */
