@@ -293,10 +293,73 @@ INLINE void tile_q32(const int R, const int C, const int kind, size_t n, const u
             y[c * ys + r] = _mm512_reduce_add_ps(acc[r][c]);
 }
 
+/* The eight lanes of one half added as llama.cpp's hsum_float_8 does. */
+INLINE float hsum8_ggml(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
+
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/*
+ * Q8_0 x Q8_0 in llama.cpp's order of additions (see kernels_scalar.c's
+ * vec_dot_q8_0): each (row, column) pair has eight float lanes, lane k
+ * accumulating fma(d_w * d_x, sum of elements 4k..4k+3, lane) block after
+ * block. A 512-bit register holds two pairs: the low half row 2p, the high
+ * half row 2p + 1, both against the same activation block broadcast to both
+ * halves. Weights are made unsigned (w + 128) for vpdpbusd and 128 * sum(x)
+ * is subtracted through the accumulator's start value, so every lane's
+ * integer is exact. Tile: R <= RT rows (in (R + 1) / 2 pairs) x C <= CT.
+ */
 INLINE void tile_q8_0(const int R, const int C, size_t n, const uint8_t *w, size_t ws,
                       const uint8_t *x, size_t xs, float *y, size_t ys)
 {
-    tile_q32(R, C, K32_Q8_0, n, w, ws, x, xs, y, ys);
+    const int P = (R + 1) / 2;
+    const __m512i k80 = _mm512_set1_epi8((char)0x80);
+    __m512 acc[(RT + 1) / 2][CT];
+
+    for (int p = 0; p < P; p++)
+        for (int c = 0; c < C; c++)
+            acc[p][c] = _mm512_setzero_ps();
+    for (size_t ib = 0; ib < n / QK8_0; ib++) {
+        __m512i wq[(RT + 1) / 2];
+        __m512 wd[(RT + 1) / 2];
+
+        for (int p = 0; p < P; p++) {
+            const struct block_q8_0 *b0 = (const struct block_q8_0 *)(w + 2 * p * ws) + ib;
+            const int two = 2 * p + 1 < R;
+            const struct block_q8_0 *b1 =
+                two ? (const struct block_q8_0 *)(w + (2 * p + 1) * ws) + ib : NULL;
+            __m256i lo = _mm256_loadu_si256((const __m256i *)b0->qs);
+            __m256i hi = two ? _mm256_loadu_si256((const __m256i *)b1->qs) : _mm256_setzero_si256();
+
+            wq[p] = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), k80);
+            wd[p] = pair_scale(h2f(b0->d), two ? h2f(b1->d) : 0.0f);
+        }
+        for (int c = 0; c < C; c++) {
+            const struct block_q8_0 *b = (const struct block_q8_0 *)(x + c * xs) + ib;
+            __m512i xq = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)b->qs));
+            __m512i neg = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                           _mm512_dpbusd_epi32(_mm512_setzero_si512(), k80, xq));
+            __m512 xd = _mm512_set1_ps(h2f(b->d));
+
+            for (int p = 0; p < P; p++) {
+                __m512i s = _mm512_dpbusd_epi32(neg, wq[p], xq);
+
+                acc[p][c] =
+                    _mm512_fmadd_ps(_mm512_mul_ps(wd[p], xd), _mm512_cvtepi32_ps(s), acc[p][c]);
+            }
+        }
+    }
+    for (int p = 0; p < P; p++) {
+        for (int c = 0; c < C; c++) {
+            y[c * ys + 2 * p] = hsum8_ggml(_mm512_castps512_ps256(acc[p][c]));
+            if (2 * p + 1 < R)
+                y[c * ys + 2 * p + 1] = hsum8_ggml(_mm512_extractf32x8_ps(acc[p][c], 1));
+        }
+    }
 }
 
 INLINE void tile_q4_0(const int R, const int C, size_t n, const uint8_t *w, size_t ws,

@@ -55,20 +55,33 @@ static void vec_dot_bf16(size_t n, float *s, const void *w, const void *x)
 
 /* ---- 32-element blocks against Q8_0 ---- */
 
-/* Q8_0 x Q8_0: per block isum = sum q_w * q_x, s += isum * (d_w * d_x). */
+/*
+ * Q8_0 x Q8_0 in the order llama.cpp's x86 code adds (ggml_vec_dot_q8_0_q8_0
+ * and the tinyBLAS Q8_0 gemm use the same one): eight float lanes, lane k
+ * taking fma(d_w * d_x, isum_k, lane) block after block, where isum_k is the
+ * exact integer sum of elements 4k..4k+3 of the block; at the end the lanes
+ * are added ((l4 + l0) + (l6 + l2)) + ((l5 + l1) + (l7 + l3)). Every SIMD
+ * table reproduces this bit for bit, so Q8_0 models give llama.cpp's logits
+ * to the last bit of these products (chaotic amplification of last-bit
+ * differences is what made greedy runs part).
+ */
 static void vec_dot_q8_0(size_t n, float *s, const void *w, const void *x)
 {
     const struct block_q8_0 *a = w, *b = x;
-    float sum = 0;
+    float lane[8] = { 0 };
 
     for (size_t i = 0; i < n / QK8_0; i++) {
-        int isum = 0;
+        float d = fp16_to_f32(a[i].d) * fp16_to_f32(b[i].d);
 
-        for (int j = 0; j < QK8_0; j++)
-            isum += a[i].qs[j] * b[i].qs[j];
-        sum += (float)isum * (fp16_to_f32(a[i].d) * fp16_to_f32(b[i].d));
+        for (int k = 0; k < 8; k++) {
+            int isum = 0;
+
+            for (int j = 4 * k; j < 4 * k + 4; j++)
+                isum += a[i].qs[j] * b[i].qs[j];
+            lane[k] = fmaf(d, (float)isum, lane[k]);
+        }
     }
-    *s = sum;
+    *s = ((lane[4] + lane[0]) + (lane[6] + lane[2])) + ((lane[5] + lane[1]) + (lane[7] + lane[3]));
 }
 
 /* Q4_0 x Q8_0: per block isum = sum (q_w - 8) * q_x. */

@@ -96,6 +96,9 @@ struct model_context_params {
     uint32_t n_threads; /* 0: physical cores */
     uint32_t n_outputs; /* most logits rows per model_decode; 0: n_seq (the last token of
                            each sequence); raise it (up to n_batch) for all-token logits */
+    bool attn_exact;    /* F32 attention accumulators for every batch; default false: like
+                           llama.cpp's CPU flash attention, batches under 64 tokens round q and
+                           the weighted-value sum to F16, so greedy runs match llama.cpp's */
 };
 
 struct model_context_params model_context_params_default(void);

@@ -26,8 +26,10 @@
 #include "engine/model_int.h"
 #include "engine/quant.h"
 
-/* Positions per attention score block (the online softmax rescales per block). */
-#define ATT_CHUNK 64
+/* Positions per attention score block (attend_f32 rescales once per block). */
+#define ATT_CHUNK     64
+/* Batches of this many tokens or more use attend_f32 (llama.cpp's tiled path). */
+#define ATT_TILE_ROWS 64
 
 struct model_context;
 
@@ -47,6 +49,7 @@ struct model_context {
     const struct kernel_ops *k;
     struct pool *pool;
     uint32_t n_ctx, n_seq, n_batch, n_outputs, n_threads;
+    bool attn_exact;             /* model_context_params.attn_exact */
     size_t n_q, n_kv;            /* row widths of q and of k/v */
     uint16_t *k_cache, *v_cache; /* see the file comment */
     size_t kv_head_stride;       /* n_ctx * head_dim */
@@ -61,7 +64,8 @@ struct model_context {
     float *temp;        /* [B] attention temperature (mistral3) */
     float *x, *xn, *q, *kx, *vx, *att, *tmp, *gate, *up;
     void *act[TENSOR_TYPE_COUNT];
-    float *scores; /* [n_threads][ATT_CHUNK] */
+    float *scores; /* [n_threads][att_stride]: scores, q as F16, F16 staging */
+    size_t att_stride;
     float *logits; /* [n_outputs][n_vocab] */
     size_t n_logits;
     /* The step being run (set by the caller thread before pool_run). */
@@ -79,11 +83,15 @@ struct model_context {
 static void rmsnorm(float *y, const float *x, const float *w, size_t n, float eps)
 {
     double ss = 0.0;
-    float s;
+    float mean, s;
 
+    /* llama.cpp's arithmetic: float squares summed in double, the mean and
+     * 1/sqrt in float, then (x * s) * w, so the normalised rows, and the
+     * 8-bit activations made from them, are the same to the last bit. */
     for (size_t i = 0; i < n; i++)
-        ss += (double)x[i] * x[i];
-    s = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
+        ss += (double)(x[i] * x[i]);
+    mean = (float)(ss / (double)n);
+    s = 1.0f / sqrtf(mean + eps);
     for (size_t i = 0; i < n; i++)
         y[i] = x[i] * s * w[i];
 }
@@ -236,28 +244,39 @@ static void row_embed(struct model_context *c, size_t t)
         memset(c->x + t * m->hp.n_embd, 0, m->hp.n_embd * sizeof(float));
 }
 
-/* Rotary cos/sin of batch row t's position, and its attention temperature. */
+/*
+ * Rotary cos/sin of batch row t's position, and its attention temperature.
+ * The angles follow llama.cpp's arithmetic exactly, in float: theta starts at
+ * the position and is multiplied by base^(-2 / n_rot) once per pair (so the
+ * rounding of that running product is part of the result), divided by the
+ * rope_freqs factor, scaled and YaRN-mixed, then cosf/sinf times mscale.
+ * Computing each angle in double would be closer to the textbook formula,
+ * but a last-bit difference here is enough to flip an 8-bit activation a few
+ * layers later and part greedy runs from llama.cpp's on the same file.
+ */
 static void row_rope_prep(struct model_context *c, size_t t)
 {
     const struct model *m = c->m;
     const struct model_hparams *hp = &m->hp;
     double pos = (double)c->tok_pos[t];
     float *cs = c->rope_cs + t * hp->n_rot;
+    float theta_scale = powf(hp->rope_freq_base, -2.0f / (float)hp->n_rot);
+    float theta_base = (float)c->tok_pos[t];
 
     for (uint32_t i = 0; i < hp->n_rot / 2; i++) {
-        double extrap = pos * pow((double)hp->rope_freq_base, -2.0 * i / (double)hp->n_rot);
-        double theta;
+        float extrap = m->rope_freqs != NULL ? theta_base / m->rope_freqs[i] : theta_base;
+        float theta = m->rope_freq_scale * extrap;
 
-        if (m->rope_freqs != NULL) extrap /= (double)m->rope_freqs[i];
-        theta = (double)m->rope_freq_scale * extrap;
         if (hp->yarn_ext_factor != 0.0f) {
-            double y = ((double)i - m->yarn_corr[0]) /
-                       fmax(0.001, (double)m->yarn_corr[1] - m->yarn_corr[0]);
-            double ramp = (1.0 - fmin(1.0, fmax(0.0, y))) * hp->yarn_ext_factor;
-            theta = theta * (1.0 - ramp) + extrap * ramp;
+            float y =
+                ((float)i - m->yarn_corr[0]) / fmaxf(0.001f, m->yarn_corr[1] - m->yarn_corr[0]);
+            float ramp = (1.0f - fminf(1.0f, fmaxf(0.0f, y))) * hp->yarn_ext_factor;
+
+            theta = theta * (1.0f - ramp) + extrap * ramp;
         }
-        cs[2 * i] = (float)(cos(theta) * m->rope_mscale);
-        cs[2 * i + 1] = (float)(sin(theta) * m->rope_mscale);
+        cs[2 * i] = cosf(theta) * m->rope_mscale;
+        cs[2 * i + 1] = sinf(theta) * m->rope_mscale;
+        theta_base *= theta_scale;
     }
     c->temp[t] = 1.0f;
     if (hp->attn_temp_scale != 0.0f)
@@ -276,8 +295,10 @@ static void rope_head(float *v, const float *cs, uint32_t n_rot, enum rope_type 
         size_t b = type == ROPE_TYPE_NEOX ? i + half : 2 * i + 1;
         float x0 = v[a], x1 = v[b];
 
-        v[a] = x0 * co - x1 * si;
-        v[b] = x0 * si + x1 * co;
+        /* Fused as GCC compiles llama.cpp's rotation (its default
+         * -ffp-contract=fast); our ISO C build contracts nothing itself. */
+        v[a] = fmaf(x0, co, -(x1 * si));
+        v[b] = fmaf(x0, si, x1 * co);
     }
 }
 
@@ -328,23 +349,29 @@ static void row_qk(struct model_context *c, size_t t)
 
 /*
  * Attention of one (row, head) task: softmax(q . K^T * scale) V over the
- * positions 0 .. pos of the row's sequence, streaming over the F16 cache in
- * blocks of ATT_CHUNK with an online (running max) softmax.
+ * positions 0 .. pos of the row's sequence, streaming over the F16 cache.
+ * Two variants with llama.cpp's CPU flash-attention rounding (ggml-cpu
+ * ops.cpp), so that greedy runs agree token for token with it:
+ *
+ * attend_f16 (batches of fewer than ATT_TILE_ROWS tokens, every decode step;
+ * ggml's one-row path): q rounded to F16; score = dot(q, k) * scale; a
+ * per-position online softmax (M, S in F32, expf); the unnormalized output is
+ * an F16 vector: on a new maximum it is scaled by expf(Mold - M) and rounded
+ * to F16, then each v is added with an F32 multiply-add (v * w + acc) rounded
+ * to F16; at the end it is multiplied by 1 / S in F32. The F16 vector is kept
+ * as F32 values that are always F16-representable (the round trip through
+ * f32_to_f16/f16_to_f32 rounds exactly like storing to F16).
+ *
+ * attend_f32 (batches of ATT_TILE_ROWS tokens or more; ggml's tiled path):
+ * q in F32, blocks of ATT_CHUNK positions, the block maximum rescales the F32
+ * accumulator once per block.
  */
-static void attend(struct model_context *c, size_t task, float *scores)
+static void attend_f32(struct model_context *c, const float *q, const uint16_t *K,
+                       const uint16_t *V, size_t n, float *out, float *scores)
 {
-    const struct model_hparams *hp = &c->m->hp;
-    size_t hd = hp->head_dim;
-    size_t t = task / hp->n_head, h = task % hp->n_head;
-    size_t kvh = h / (hp->n_head / hp->n_head_kv);
-    size_t base = c->layer * c->kv_layer_stride + (size_t)c->tok_seq[t] * c->kv_seq_stride +
-                  kvh * c->kv_head_stride;
-    const uint16_t *K = c->k_cache + base, *V = c->v_cache + base;
-    const float *q = c->q + t * c->n_q + h * hd;
-    float *out = c->att + t * c->n_q + h * hd;
+    size_t hd = c->m->hp.head_dim;
     float scale = 1.0f / sqrtf((float)hd);
     float mx = -INFINITY, l = 0.0f;
-    size_t n = (size_t)c->tok_pos[t] + 1;
 
     memset(out, 0, hd * sizeof(float));
     for (size_t j0 = 0; j0 < n; j0 += ATT_CHUNK) {
@@ -375,10 +402,106 @@ static void attend(struct model_context *c, size_t task, float *scores)
     }
 }
 
+/*
+ * q . k for q and k holding F16 values (so every product is exact in F32),
+ * summed in the order of ggml_vec_dot_f16 on AVX-512: 64 lanes, lane i
+ * accumulating elements i, i + 64, ...; lanes (i, i + 32) and (i + 16,
+ * i + 48) added, then the two results, then the 16 lanes halved three times
+ * (the _mm512_reduce_add_ps tree); the tail beyond a multiple of 64 in double.
+ */
+static float dot_ggml_f16(const float *q, const float *k, size_t n)
+{
+    float acc[64] = { 0 }, v[16];
+    size_t n64 = n & ~(size_t)63;
+    double sum;
+
+    for (size_t b = 0; b < n64; b += 64)
+        for (size_t i = 0; i < 64; i++) {
+            float p = q[b + i] * k[b + i];
+            acc[i] += p;
+        }
+    for (size_t i = 0; i < 16; i++)
+        v[i] = (acc[i] + acc[i + 32]) + (acc[i + 16] + acc[i + 48]);
+    for (size_t i = 0; i < 8; i++)
+        v[i] += v[i + 8];
+    for (size_t i = 0; i < 4; i++)
+        v[i] += v[i + 4];
+    sum = (double)((v[0] + v[2]) + (v[1] + v[3]));
+    for (size_t i = n64; i < n; i++)
+        sum += (double)(q[i] * k[i]);
+    return (float)sum;
+}
+
+static void attend_f16(struct model_context *c, const float *q, const uint16_t *K,
+                       const uint16_t *V, size_t n, float *out, float *scores)
+{
+    const struct kernel_ops *k = c->k;
+    size_t hd = c->m->hp.head_dim;
+    float scale = 1.0f / sqrtf((float)hd);
+    float mx = -INFINITY, l = 0.0f;
+    float *qr = scores + ATT_CHUNK;        /* q rounded to F16 [hd] */
+    float *kf = qr + hd;                   /* one key row in F32 [hd] */
+    uint16_t *h16 = (uint16_t *)(kf + hd); /* F16 staging [hd] */
+
+    k->f32_to_f16(q, h16, hd);
+    k->f16_to_f32(h16, qr, hd);
+    memset(out, 0, hd * sizeof(float));
+    for (size_t j0 = 0; j0 < n; j0 += ATT_CHUNK) {
+        size_t cnt = n - j0 < ATT_CHUNK ? n - j0 : ATT_CHUNK;
+
+        for (size_t j = 0; j < cnt; j++) {
+            k->f16_to_f32(K + (j0 + j) * hd, kf, hd);
+            scores[j] = dot_ggml_f16(qr, kf, hd) * scale;
+        }
+        for (size_t j = 0; j < cnt; j++) {
+            float s = scores[j], ms = 1.0f, w = 1.0f;
+
+            if (s > mx) {
+                ms = expf(mx - s); /* 0 on the first position */
+                mx = s;
+                for (size_t i = 0; i < hd; i++)
+                    out[i] *= ms;
+                k->f32_to_f16(out, h16, hd);
+                k->f16_to_f32(h16, out, hd);
+            } else {
+                w = expf(s - mx);
+            }
+            k->axpy_f16(hd, w, V + (j0 + j) * hd, out);
+            k->f32_to_f16(out, h16, hd);
+            k->f16_to_f32(h16, out, hd);
+            l = fmaf(l, ms, w);
+        }
+    }
+    if (l > 0.0f) {
+        float inv = 1.0f / l;
+        for (size_t i = 0; i < hd; i++)
+            out[i] *= inv;
+    }
+}
+
+static void attend(struct model_context *c, size_t task, float *scores)
+{
+    const struct model_hparams *hp = &c->m->hp;
+    size_t hd = hp->head_dim;
+    size_t t = task / hp->n_head, h = task % hp->n_head;
+    size_t kvh = h / (hp->n_head / hp->n_head_kv);
+    size_t base = c->layer * c->kv_layer_stride + (size_t)c->tok_seq[t] * c->kv_seq_stride +
+                  kvh * c->kv_head_stride;
+    const uint16_t *K = c->k_cache + base, *V = c->v_cache + base;
+    const float *q = c->q + t * c->n_q + h * hd;
+    float *out = c->att + t * c->n_q + h * hd;
+    size_t n = (size_t)c->tok_pos[t] + 1;
+
+    if (c->batch->n_tokens >= ATT_TILE_ROWS || c->attn_exact)
+        attend_f32(c, q, K, V, n, out, scores);
+    else
+        attend_f16(c, q, K, V, n, out, scores);
+}
+
 static void job_attention(void *arg, unsigned ith, unsigned nth)
 {
     struct model_context *c = arg;
-    float *scores = c->scores + (size_t)ith * ATT_CHUNK;
+    float *scores = c->scores + (size_t)ith * c->att_stride;
     size_t b, e;
 
     (void)nth;
@@ -665,6 +788,7 @@ int model_context_new(struct model *m, const struct model_context_params *p,
     c->n_seq = p->n_seq != 0 ? p->n_seq : 1;
     c->n_batch = p->n_batch != 0 ? p->n_batch : 512;
     c->n_outputs = p->n_outputs != 0 ? p->n_outputs : c->n_seq;
+    c->attn_exact = p->attn_exact;
     if (c->n_outputs > c->n_batch) c->n_outputs = c->n_batch;
     n_threads = p->n_threads != 0 ? p->n_threads : pool_default_threads();
     if (c->n_ctx > SLM_LIMIT_CONTEXT || c->n_seq > SLM_LIMIT_SEQUENCES ||
@@ -707,7 +831,8 @@ int model_context_new(struct model *m, const struct model_context_params *p,
     c->vx = alloc_array(B, c->n_kv * sizeof(float));
     c->gate = alloc_array(B, (size_t)hp->n_ff * sizeof(float));
     c->up = alloc_array(B, (size_t)hp->n_ff * sizeof(float));
-    c->scores = alloc_array(n_threads, ATT_CHUNK * sizeof(float));
+    c->att_stride = ATT_CHUNK + 3 * (size_t)hp->head_dim;
+    c->scores = alloc_array(n_threads, c->att_stride * sizeof(float));
     c->logits = alloc_array(c->n_outputs, (size_t)hp->n_vocab * sizeof(float));
     if (c->k_cache == NULL || c->v_cache == NULL || c->seq_len == NULL || c->seq_next == NULL ||
         c->tok_pos == NULL || c->tok_seq == NULL || c->out_rows == NULL || c->rope_cs == NULL ||

@@ -121,6 +121,13 @@ struct ref {
      * contract says (kernels.h: activations converted once per row to the
      * weight's vec_dot type), so only summation order differs. */
     bool emulate_act;
+    /* Strict mode: tokens before this position were decoded in a batch of 64
+     * or more, where the engine takes its F32 attention path (like llama.cpp's
+     * tiled one); the reference then uses exact attention for them. */
+    size_t att_exact_below;
+    /* Emulate the engine's default attention (F16 q and accumulator, the
+     * order of llama.cpp's flash attention) instead of exact attention. */
+    bool att_f16;
 };
 
 static const float *ref_get(const struct ref *r, const char *name)
@@ -508,6 +515,76 @@ static double round_f16(double x)
 }
 
 /*
+ * q (rounded to F16) . k (F16 values) in float, added in the order of
+ * ggml_vec_dot_f16 on AVX-512, which the engine follows so that its scores
+ * are llama.cpp's to the bit (model_decode.c, dot_ggml_f16): 64 lanes, lane i
+ * taking elements i, i + 64, ...; lanes folded (i, i + 32) + (i + 16, i + 48),
+ * then halves of 16 three times; a tail beyond 64k in double. Every product of
+ * two F16 values is exact in float, so only the order matters, and that order
+ * is what this file states independently of the engine's code.
+ */
+static double ref_dot_f16_order(const double *q, const double *k, size_t n)
+{
+    float acc[64] = { 0 }, v[16];
+    size_t n64 = n & ~(size_t)63;
+    double sum;
+
+    for (size_t b = 0; b < n64; b += 64)
+        for (size_t i = 0; i < 64; i++)
+            acc[i] += (float)round_f16(q[b + i]) * (float)k[b + i];
+    for (size_t i = 0; i < 16; i++)
+        v[i] = (acc[i] + acc[i + 32]) + (acc[i + 16] + acc[i + 48]);
+    for (size_t i = 0; i < 8; i++)
+        v[i] += v[i + 8];
+    for (size_t i = 0; i < 4; i++)
+        v[i] += v[i + 4];
+    sum = (double)((v[0] + v[2]) + (v[1] + v[3]));
+    for (size_t i = n64; i < n; i++)
+        sum += (double)((float)round_f16(q[i]) * (float)k[i]);
+    return sum;
+}
+
+/*
+ * Strict-mode attention for one head: where the engine (and llama.cpp's
+ * flash attention) round, this rounds too, and nowhere else: q to F16, the
+ * scores in F32, a per-position online softmax with an F16 accumulator for
+ * the weighted values (rescaled and rounded on a new maximum, rounded after
+ * each added value), normalised at the end. Dot products are in double (only
+ * their summation order differs from the engine). K and V rows are n_pos
+ * cached F16 values with a stride of stride doubles.
+ */
+static void ref_attend_f16(const double *q, const double *kc, const double *vc, size_t stride,
+                           size_t n_pos, size_t hd, double *out)
+{
+    float scale = 1.0f / sqrtf((float)hd), mx = -INFINITY, l = 0.0f;
+    float acc[512];
+
+    SLM_ASSERT(hd <= 512);
+    for (size_t i = 0; i < hd; i++)
+        acc[i] = 0.0f;
+    for (size_t j = 0; j < n_pos; j++) {
+        double dot = 0.0;
+        float sj, ms = 1.0f, w = 1.0f;
+
+        dot = ref_dot_f16_order(q, kc + j * stride, hd);
+        sj = (float)dot * scale;
+        if (sj > mx) {
+            ms = expf(mx - sj);
+            mx = sj;
+            for (size_t i = 0; i < hd; i++)
+                acc[i] = (float)round_f16(acc[i] * ms);
+        } else {
+            w = expf(sj - mx);
+        }
+        for (size_t i = 0; i < hd; i++)
+            acc[i] = (float)round_f16(fmaf((float)vc[j * stride + i], w, acc[i]));
+        l = fmaf(l, ms, w);
+    }
+    for (size_t i = 0; i < hd; i++)
+        out[i] = acc[i] * (1.0f / l);
+}
+
+/*
  * Logits of every position of toks[0..n) run from position 0: out[n][V].
  * The KV cache is kept in f16 precision like the engine's.
  */
@@ -559,7 +636,14 @@ static void ref_forward(const struct spec *s, const struct ref *r, const tok_id 
                 kc[(il * n + t) * nkv + i] = round_f16(k[i]);
                 vc[(il * n + t) * nkv + i] = round_f16(v[i]);
             }
-            for (size_t h = 0; h < s->n_head; h++) {
+            bool att_f16 = r->att_f16 && t >= r->att_exact_below;
+
+            for (size_t h = 0; h < s->n_head && att_f16; h++) {
+                size_t kvh = h / (s->n_head / s->n_head_kv);
+                ref_attend_f16(q + h * hd, kc + (il * n) * nkv + kvh * hd,
+                               vc + (il * n) * nkv + kvh * hd, nkv, t + 1, hd, att + h * hd);
+            }
+            for (size_t h = 0; h < s->n_head && !att_f16; h++) {
                 size_t kvh = h / (s->n_head / s->n_head_kv);
                 double mx = -INFINITY, sum = 0.0;
                 for (size_t j = 0; j <= t; j++) {
@@ -631,8 +715,9 @@ static struct model *load_ok(const char *path)
     return m;
 }
 
-static struct model_context *ctx_new(struct model *m, uint32_t n_ctx, uint32_t n_seq,
-                                     uint32_t n_batch, uint32_t n_threads, uint32_t n_outputs)
+static struct model_context *ctx_new_ex(struct model *m, uint32_t n_ctx, uint32_t n_seq,
+                                        uint32_t n_batch, uint32_t n_threads, uint32_t n_outputs,
+                                        bool attn_exact)
 {
     struct model_context_params p = model_context_params_default();
     struct model_context *c = NULL;
@@ -644,9 +729,16 @@ static struct model_context *ctx_new(struct model *m, uint32_t n_ctx, uint32_t n
     p.n_batch = n_batch;
     p.n_threads = n_threads;
     p.n_outputs = n_outputs;
+    p.attn_exact = attn_exact;
     rc = model_context_new(m, &p, &c, &d);
     if (rc < 0) t_fail(__FILE__, __LINE__, "model_context_new: %s: %s", slm_strerror(rc), d.msg);
     return c;
+}
+
+static struct model_context *ctx_new(struct model *m, uint32_t n_ctx, uint32_t n_seq,
+                                     uint32_t n_batch, uint32_t n_threads, uint32_t n_outputs)
+{
+    return ctx_new_ex(m, n_ctx, n_seq, n_batch, n_threads, n_outputs, false);
 }
 
 /* Decodes toks[0..n) of seq from position p0 in one batch; every row asks logits. */
@@ -737,12 +829,12 @@ static struct ref_errs engine_vs_reference(const struct spec *s, const char *nam
 {
     struct ref r;
     struct model *m;
-    struct model_context *c;
+    struct model_context *c, *cx;
     tok_id toks[N_SEQS * SEQ_LEN];
     int32_t pos[N_SEQS * SEQ_LEN], seq[N_SEQS * SEQ_LEN];
     bool wantl[N_SEQS * SEQ_LEN];
     struct model_batch b = { N_SEQS * SEQ_LEN, toks, pos, seq, wantl };
-    float *got;
+    float *got, *gotx;
     double *want;
     struct ref_errs e = { INFINITY, 0.0 };
     uint32_t V;
@@ -758,9 +850,15 @@ static struct ref_errs engine_vs_reference(const struct spec *s, const char *nam
         pos[i] = (int32_t)(i / N_SEQS);
         wantl[i] = true;
     }
+    /* The default context (llama.cpp's F16 attention rounding) is held to the
+     * loose tolerance; an attn_exact context to the strict one, where F16
+     * steps would make a double-precision reference meaningless. */
     c = ctx_new(m, 16, N_SEQS, N_SEQS * SEQ_LEN, n_threads, N_SEQS * SEQ_LEN);
+    cx = ctx_new_ex(m, 16, N_SEQS, N_SEQS * SEQ_LEN, n_threads, N_SEQS * SEQ_LEN, true);
     ASSERT_OK(model_decode(c, &b, NULL));
+    ASSERT_OK(model_decode(cx, &b, NULL));
     got = slm_xmalloc(SEQ_LEN * V * sizeof(float));
+    gotx = slm_xmalloc(SEQ_LEN * V * sizeof(float));
     want = slm_xmalloc(SEQ_LEN * V * sizeof(double));
     for (size_t q = 0; q < N_SEQS; q++) {
         tok_id st[SEQ_LEN];
@@ -769,6 +867,7 @@ static struct ref_errs engine_vs_reference(const struct spec *s, const char *nam
         for (size_t t = 0; t < SEQ_LEN; t++) {
             st[t] = toks[t * N_SEQS + q];
             memcpy(got + t * V, model_logits(c, t * N_SEQS + q), V * sizeof(float));
+            memcpy(gotx + t * V, model_logits(cx, t * N_SEQS + q), V * sizeof(float));
         }
         r.emulate_act = false;
         ref_forward(s, &r, st, SEQ_LEN, want);
@@ -776,12 +875,14 @@ static struct ref_errs engine_vs_reference(const struct spec *s, const char *nam
         e.loose = es > e.loose ? es : e.loose;
         r.emulate_act = true;
         ref_forward(s, &r, st, SEQ_LEN, want);
-        es = rel_err(got, want, (size_t)SEQ_LEN * V);
+        es = rel_err(gotx, want, (size_t)SEQ_LEN * V);
         e.strict = es < e.strict ? es : e.strict;
     }
     if (t_env("T_VERBOSE", NULL) != NULL)
         fprintf(stderr, "# %s: rel err strict %.3g, loose %.3g\n", name, e.strict, e.loose);
     slm_free(got);
+    slm_free(gotx);
+    model_context_free(cx);
     slm_free(want);
     model_context_free(c);
     model_free(m);
@@ -927,6 +1028,9 @@ TEST(model_long_prompt_matches_reference)
 
     s.n_layer = 1;
     build_model(&s, model_path("long"), &r);
+    r.emulate_act = true;   /* F32 weights: only the attention rounding is emulated */
+    r.att_f16 = true;       /* the engine's default attention ... */
+    r.att_exact_below = 64; /* ... except in the first batch, of 64 tokens */
     m = load_ok(model_path("long"));
     V = r.n_vocab;
     make_prompt(toks, 150, V, 77);
