@@ -572,7 +572,9 @@ static int close_container(struct json_parser *ps, struct json_value *v)
 {
     struct json_frame *f = &ps->frames[--ps->depth];
     size_t n = ps->n_stack - f->base, bytes;
-    struct json_member *kids = ps->stack + f->base;
+    /* No stack yet (an empty container first in the document): no pointer
+     * arithmetic on NULL, which is undefined even with a zero offset. */
+    struct json_member *kids = ps->stack != NULL ? ps->stack + f->base : NULL;
     int rc = 0;
 
     memset(v, 0, sizeof(*v));

@@ -528,3 +528,19 @@ TEST(json_whitespace_and_empty_containers)
     ASSERT_EQ_STR(json_type_name(JSON_DOUBLE), "number");
     json_doc_free(doc);
 }
+
+/* Regression (found by fuzz_template): an empty container before anything
+ * was pushed did pointer arithmetic on NULL (undefined behaviour that
+ * clang's UBSan reports). */
+TEST(json_empty_containers_first)
+{
+    static const char *const docs[] = { "[]", "{}", "[[],{}]", "{\"a\":[]}" };
+
+    for (size_t i = 0; i < SLM_ARRAY_LEN(docs); i++) {
+        struct json_doc *doc = NULL;
+
+        ASSERT_OK(json_parse(docs[i], strlen(docs[i]), NULL, &doc, NULL, NULL));
+        ASSERT_NOT_NULL(json_doc_root(doc));
+        json_doc_free(doc);
+    }
+}
