@@ -3,7 +3,7 @@
 #   make              build build/rel/slm (hardened release)
 #   make SAN=asan     build under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make SAN=tsan     build under ThreadSanitizer
-#   make run          install missing packages, build, make the demo model, run it
+#   make run          install missing packages, build, make the demo model, serve it
 #   make test         install missing packages, then every test optimised and under ASan+UBSan
 #   make check        unit + integration tests of one variant (SAN=...)
 #   make fuzz         build the libFuzzer targets (clang)
@@ -63,7 +63,8 @@ BIN       := $(BUILD)/slm
 UNIT_BIN  := $(BUILD)/unit_tests
 FUZZ_BIN  := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all run test check check-unit check-integ fuzz fuzz-smoke lint deps clean bench demo-model
+.PHONY: all run test check check-unit check-integ fuzz fuzz-smoke lint deps clean bench demo-model \
+        check-deployment
 
 all: $(BIN)
 
@@ -90,6 +91,8 @@ $(UNIT_BIN): $(UNIT_OBJ) $(LIB)
 
 MODEL ?=
 DEMO_MODEL := build/models/demo-q8_0.gguf
+# Extra flags for `make run`, e.g. SERVE_ARGS="--host 0.0.0.0 --port 8443".
+SERVE_ARGS ?=
 
 deps:
 	@tools/deps.sh
@@ -101,8 +104,8 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	@if [ -z "$(MODEL)" ]; then $(MAKE) --no-print-directory demo-model; fi
 	@m="$(if $(MODEL),$(MODEL),$(DEMO_MODEL))"; \
-	  echo "slm: running $$m (make run MODEL=path/to/model.gguf for another)" >&2; \
-	  $(BIN) run -m "$$m" -n 64 -p "def fibonacci(n):"
+	  echo "slm: serving $$m (make run MODEL=path/to/model.gguf for another; Ctrl-C stops)" >&2; \
+	  exec $(BIN) serve -m "$$m" $(SERVE_ARGS)
 
 # Every stage runs even if an earlier one failed; tools/total.sh counts a
 # stage that left no summary (e.g. its build failed) as a failure.
@@ -141,6 +144,11 @@ fuzz-smoke:
 
 lint:
 	@tools/lint.sh
+
+# Post-deployment checks against any running instance:
+#   make check-deployment ENDPOINT=https://host:8443 KEY=@/path/to/keyfile
+check-deployment:
+	@tests/deploy-check.sh "$(ENDPOINT)" "$(KEY)"
 
 bench: $(BIN)
 	@bench/run.sh

@@ -12,6 +12,7 @@
 
 #define SLM_VERSION "0.1.0"
 
+int cmd_serve(int argc, char **argv);
 int cmd_gguf(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);

@@ -16,6 +16,7 @@ struct command {
 };
 
 static const struct command commands[] = {
+    { "serve", cmd_serve, "run the OpenAI-compatible HTTPS server" },
     { "run", cmd_run, "generate text from a prompt with a GGUF model" },
     { "bench", cmd_bench, "measure prompt processing and generation speed" },
     { "tokenize", cmd_tokenize, "print the tokens of a text" },
