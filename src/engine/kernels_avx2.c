@@ -485,8 +485,11 @@ INLINE void tile_q6_k(const int R, const int C, size_t n, const uint8_t *w, size
     static void gemm_##T(size_t n, const void *w, size_t ws, size_t nr, const void *x, size_t xs,  \
                          size_t nc, float *y, size_t ys)                                           \
     {                                                                                              \
-        for (size_t r0 = 0; r0 < nr; r0 += TR) {                                                   \
-            size_t rn = nr - r0 < TR ? nr - r0 : TR;                                               \
+        /* One column (decode): one row per tile, so the weights stream in                         \
+         * order (see kernels_avx512.c's gemm). */                                                 \
+        const size_t rt = nc == 1 ? 1 : TR;                                                        \
+        for (size_t r0 = 0; r0 < nr; r0 += rt) {                                                   \
+            size_t rn = nr - r0 < rt ? nr - r0 : rt;                                               \
             for (size_t c0 = 0; c0 < nc; c0 += TC) {                                               \
                 size_t cn = nc - c0 < TC ? nc - c0 : TC;                                           \
                 tiles_##T(rn, cn, n, (const uint8_t *)w + r0 * ws, ws,                             \

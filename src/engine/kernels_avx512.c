@@ -335,6 +335,7 @@ INLINE void tile_q8_0(const int R, const int C, size_t n, const uint8_t *w, size
             __m256i lo = _mm256_loadu_si256((const __m256i *)b0->qs);
             __m256i hi = two ? _mm256_loadu_si256((const __m256i *)b1->qs) : _mm256_setzero_si256();
 
+
             wq[p] = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), k80);
             wd[p] = pair_scale(h2f(b0->d), two ? h2f(b1->d) : 0.0f);
         }
@@ -598,6 +599,51 @@ INLINE void tile_q6_k(const int R, const int C, size_t n, const uint8_t *w, size
         tile_##T(R, C, n, w, ws, x, xs, y, ys); \
         break;
 
+/*
+ * One-column products (decode) with a kernel of their own: Q8_0, one row at
+ * a time in 256-bit registers, exactly llama.cpp's sequence per row (|w| and
+ * sign(x, w) for vpdpbusd, eight lanes, fma per block, its horizontal sum),
+ * so the bits equal the scalar reference and the weights stream in order.
+ * The other types return false and use their tiles with one row per tile.
+ */
+static bool gemv_q8_0(size_t n, const void *w, size_t ws, size_t nr, const void *x, float *y)
+{
+    const struct block_q8_0 *bx = x;
+
+    for (size_t r = 0; r < nr; r++) {
+        const struct block_q8_0 *bw = (const struct block_q8_0 *)((const uint8_t *)w + r * ws);
+        __m256 acc = _mm256_setzero_ps();
+
+        for (size_t ib = 0; ib < n / QK8_0; ib++) {
+            __m256i qw = _mm256_loadu_si256((const __m256i *)bw[ib].qs);
+            __m256i qx = _mm256_loadu_si256((const __m256i *)bx[ib].qs);
+            __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(qw, qw),
+                                            _mm256_sign_epi8(qx, qw));
+            __m256 d = _mm256_set1_ps(h2f(bw[ib].d) * h2f(bx[ib].d));
+
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc);
+        }
+        y[r] = hsum8_ggml(acc);
+    }
+    return true;
+}
+
+#define GEMV_NONE(T)                                                                          \
+    static inline bool gemv_##T(size_t n, const void *w, size_t ws, size_t nr, const void *x, \
+                                float *y)                                                     \
+    {                                                                                         \
+        (void)n, (void)w, (void)ws, (void)nr, (void)x, (void)y;                               \
+        return false;                                                                         \
+    }
+GEMV_NONE(f32)
+GEMV_NONE(f16)
+GEMV_NONE(bf16)
+GEMV_NONE(q4_0)
+GEMV_NONE(q5_0)
+GEMV_NONE(q4_k)
+GEMV_NONE(q5_k)
+GEMV_NONE(q6_k)
+
 #define DEFINE_KERNELS(T)                                                                          \
     static                                                                                         \
         __attribute__((unused)) void vec_dot_##T(size_t n, float *s, const void *w, const void *x) \
@@ -632,8 +678,13 @@ INLINE void tile_q6_k(const int R, const int C, size_t n, const uint8_t *w, size
     static void gemm_##T(size_t n, const void *w, size_t ws, size_t nr, const void *x, size_t xs,  \
                          size_t nc, float *y, size_t ys)                                           \
     {                                                                                              \
-        for (size_t r0 = 0; r0 < nr; r0 += RT) {                                                   \
-            size_t rn = nr - r0 < RT ? nr - r0 : RT;                                               \
+        /* One column (decode): rows one after another, so the weights                             \
+         * stream sequentially, which the hardware prefetcher follows at                           \
+         * full memory bandwidth; interleaved rows run at a third of it. */                        \
+        const size_t rt = nc == 1 ? 1 : RT;                                                        \
+        if (nc == 1 && gemv_##T(n, w, ws, nr, x, y)) return;                                       \
+        for (size_t r0 = 0; r0 < nr; r0 += rt) {                                                   \
+            size_t rn = nr - r0 < rt ? nr - r0 : rt;                                               \
             for (size_t c0 = 0; c0 < nc; c0 += CT) {                                               \
                 size_t cn = nc - c0 < CT ? nc - c0 : CT;                                           \
                 tiles_##T(rn, cn, n, (const uint8_t *)w + r0 * ws, ws,                             \
