@@ -2,6 +2,7 @@
  * json.c - streaming JSON writer (see json.h).
  */
 #include "core/json.h"
+#include "core/str.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -86,37 +87,6 @@ void json_arr_end(struct json_writer *w)
     json_close(w, ']');
 }
 
-/* Decodes one UTF-8 sequence at s; returns its length or 0 if invalid. */
-static size_t utf8_seq_len(const unsigned char *s, size_t len)
-{
-    unsigned c = s[0];
-    size_t n;
-    unsigned cp;
-
-    if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 1;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 2;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 3;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (len <= n) return 0;
-    for (size_t k = 1; k <= n; k++) {
-        if ((s[k] & 0xc0) != 0x80) return 0;
-        cp = (cp << 6) | (s[k] & 0x3f);
-    }
-    if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n + 1;
-}
-
 /* Appends s escaped for a JSON string body. */
 int json_escape(struct slm_buf *b, const char *s, size_t len)
 {
@@ -150,7 +120,7 @@ int json_escape(struct slm_buf *b, const char *s, size_t len)
                 j++;
             rc = slm_buf_append(b, s + i, j - i);
             i = j;
-        } else if ((n = utf8_seq_len(p + i, len - i)) > 0) {
+        } else if ((n = slm_utf8_seq_len(s + i, len - i)) > 0) {
             rc = slm_buf_append(b, s + i, n);
             i += n;
         } else {

@@ -22,3 +22,5 @@ SLM_NODISCARD int slm_parse_size(const char *s, uint64_t *out);
 uint64_t slm_now_ns(void);
 /* True if s[0..len) is valid UTF-8 (no overlongs, no surrogates). */
 bool slm_utf8_valid(const char *s, size_t len);
+/* Length of the valid UTF-8 sequence at s (len > 0 bytes left), or 0. */
+size_t slm_utf8_seq_len(const char *s, size_t len);
