@@ -109,10 +109,13 @@ run: deps
 
 # Every stage runs even if an earlier one failed; tools/total.sh counts a
 # stage that left no summary (e.g. its build failed) as a failure.
-SUMMARIES := $(foreach v,rel asan,build/summary-$(v)-unit.txt build/summary-$(v)-integ.txt) \
+SUMMARIES := build/summary-lint.txt \
+             $(foreach v,rel asan,build/summary-$(v)-unit.txt build/summary-$(v)-integ.txt) \
              build/summary-fuzz.txt
 test: deps
-	@rm -f build/summary-*.txt
+	@mkdir -p build && rm -f build/summary-*.txt
+	@tools/lint.sh && echo "1 passed, 0 failed" > build/summary-lint.txt || \
+	  echo "0 passed, 1 failed" > build/summary-lint.txt
 	-@$(MAKE) --no-print-directory check SAN=
 	-@$(MAKE) --no-print-directory check SAN=asan
 	-@$(MAKE) --no-print-directory fuzz-smoke

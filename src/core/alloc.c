@@ -36,8 +36,7 @@ static bool alloc_should_fail(void)
 /* malloc(size), or NULL (also for the injected failure). */
 void *slm_malloc(size_t size)
 {
-    if (alloc_should_fail())
-        return NULL;
+    if (alloc_should_fail()) return NULL;
     return malloc(size == 0 ? 1 : size);
 }
 
@@ -46,16 +45,14 @@ void *slm_calloc(size_t n, size_t size)
 {
     size_t total;
 
-    if (!slm_mul_size(n, size, &total) || alloc_should_fail())
-        return NULL;
+    if (!slm_mul_size(n, size, &total) || alloc_should_fail()) return NULL;
     return calloc(total == 0 ? 1 : total, 1);
 }
 
 /* realloc(p, size), or NULL with p untouched. */
 void *slm_realloc(void *p, size_t size)
 {
-    if (alloc_should_fail())
-        return NULL;
+    if (alloc_should_fail()) return NULL;
     return realloc(p, size == 0 ? 1 : size);
 }
 
@@ -64,10 +61,8 @@ void *slm_aligned_alloc(size_t align, size_t size)
 {
     void *p = NULL;
 
-    if (alloc_should_fail())
-        return NULL;
-    if (posix_memalign(&p, align, size == 0 ? align : size) != 0)
-        return NULL;
+    if (alloc_should_fail()) return NULL;
+    if (posix_memalign(&p, align, size == 0 ? align : size) != 0) return NULL;
     return p;
 }
 
@@ -83,11 +78,9 @@ char *slm_strndup(const char *s, size_t len)
     size_t size;
     char *p;
 
-    if (!slm_add_size(len, 1, &size))
-        return NULL;
+    if (!slm_add_size(len, 1, &size)) return NULL;
     p = slm_malloc(size);
-    if (p == NULL)
-        return NULL;
+    if (p == NULL) return NULL;
     memcpy(p, s, len);
     p[len] = '\0';
     return p;
@@ -110,8 +103,7 @@ void *slm_xmalloc(size_t size)
 {
     void *p = slm_malloc(size);
 
-    if (p == NULL)
-        alloc_die(size);
+    if (p == NULL) alloc_die(size);
     return p;
 }
 
@@ -119,8 +111,7 @@ void *slm_xcalloc(size_t n, size_t size)
 {
     void *p = slm_calloc(n, size);
 
-    if (p == NULL)
-        alloc_die(n * size);
+    if (p == NULL) alloc_die(n * size);
     return p;
 }
 
@@ -128,8 +119,7 @@ void *slm_xrealloc(void *p, size_t size)
 {
     void *q = slm_realloc(p, size);
 
-    if (q == NULL)
-        alloc_die(size);
+    if (q == NULL) alloc_die(size);
     return q;
 }
 
@@ -137,16 +127,14 @@ char *slm_xstrdup(const char *s)
 {
     char *p = slm_strdup(s);
 
-    if (p == NULL)
-        alloc_die(strlen(s) + 1);
+    if (p == NULL) alloc_die(strlen(s) + 1);
     return p;
 }
 
 /* Wipes and frees a secret buffer. */
 void slm_free_secret(void *p, size_t len)
 {
-    if (p == NULL)
-        return;
+    if (p == NULL) return;
     explicit_bzero(p, len);
     free(p);
 }

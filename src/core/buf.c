@@ -30,8 +30,7 @@ void slm_buf_fini(struct slm_buf *b)
 void slm_buf_reset(struct slm_buf *b)
 {
     b->len = 0;
-    if (b->data != NULL)
-        b->data[0] = '\0';
+    if (b->data != NULL) b->data[0] = '\0';
 }
 
 /* Makes room for n more bytes: 0, SLM_ELIMIT or SLM_ENOMEM. */
@@ -40,20 +39,15 @@ static int buf_reserve(struct slm_buf *b, size_t n)
     size_t need, cap, alloc;
     char *p;
 
-    if (!slm_add_size(b->len, n, &need) || need > b->len_max)
-        return SLM_ELIMIT;
-    if (need <= b->cap && b->data != NULL)
-        return 0;
+    if (!slm_add_size(b->len, n, &need) || need > b->len_max) return SLM_ELIMIT;
+    if (need <= b->cap && b->data != NULL) return 0;
     cap = b->cap < 64 ? 64 : b->cap;
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    if (cap > b->len_max)
-        cap = b->len_max;
-    if (!slm_add_size(cap, 1, &alloc))
-        return SLM_ELIMIT;
+    if (cap > b->len_max) cap = b->len_max;
+    if (!slm_add_size(cap, 1, &alloc)) return SLM_ELIMIT;
     p = slm_realloc(b->data, alloc);
-    if (p == NULL)
-        return SLM_ENOMEM;
+    if (p == NULL) return SLM_ENOMEM;
     b->data = p;
     b->cap = cap;
     return 0;
@@ -64,10 +58,8 @@ int slm_buf_append(struct slm_buf *b, const void *p, size_t n)
 {
     int rc = buf_reserve(b, n);
 
-    if (rc < 0)
-        return rc;
-    if (n > 0)
-        memcpy(b->data + b->len, p, n);
+    if (rc < 0) return rc;
+    if (n > 0) memcpy(b->data + b->len, p, n);
     b->len += n;
     b->data[b->len] = '\0';
     return 0;
@@ -92,11 +84,9 @@ int slm_buf_vprintf(struct slm_buf *b, const char *fmt, va_list ap)
     va_copy(ap2, ap);
     n = vsnprintf(NULL, 0, fmt, ap2);
     va_end(ap2);
-    if (n < 0)
-        return SLM_EINVAL;
+    if (n < 0) return SLM_EINVAL;
     rc = buf_reserve(b, (size_t)n);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
     b->len += (size_t)n;
     return 0;
@@ -124,8 +114,7 @@ char *slm_buf_take(struct slm_buf *b, size_t *len)
 {
     char *p = b->data;
 
-    if (len != NULL)
-        *len = b->len;
+    if (len != NULL) *len = b->len;
     b->data = NULL;
     b->len = 0;
     b->cap = 0;

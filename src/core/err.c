@@ -32,8 +32,7 @@ static const char *const err_text[SLM_ERR_COUNT] = {
 /* Returns a static description of an SLM_E* code. */
 const char *slm_strerror(int code)
 {
-    if (code > 0 || -code >= SLM_ERR_COUNT)
-        return "unknown error";
+    if (code > 0 || -code >= SLM_ERR_COUNT) return "unknown error";
     return err_text[-code];
 }
 
@@ -42,8 +41,7 @@ int slm_diag_set(struct slm_diag *d, int code, const char *fmt, ...)
 {
     va_list ap;
 
-    if (d == NULL)
-        return code;
+    if (d == NULL) return code;
     d->code = code;
     va_start(ap, fmt);
     vsnprintf(d->msg, sizeof(d->msg), fmt, ap);
@@ -54,8 +52,7 @@ int slm_diag_set(struct slm_diag *d, int code, const char *fmt, ...)
 /* Resets d to "no error". */
 void slm_diag_clear(struct slm_diag *d)
 {
-    if (d == NULL)
-        return;
+    if (d == NULL) return;
     d->code = 0;
     d->msg[0] = '\0';
 }

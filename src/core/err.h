@@ -13,11 +13,11 @@
 
 #include <stddef.h>
 
-#define SLM_NODISCARD __attribute__((warn_unused_result))
+#define SLM_NODISCARD    __attribute__((warn_unused_result))
 #define SLM_PRINTF(f, a) __attribute__((format(printf, f, a)))
-#define SLM_NORETURN __attribute__((noreturn))
-#define SLM_LIKELY(x) __builtin_expect(!!(x), 1)
-#define SLM_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define SLM_NORETURN     __attribute__((noreturn))
+#define SLM_LIKELY(x)    __builtin_expect(!!(x), 1)
+#define SLM_UNLIKELY(x)  __builtin_expect(!!(x), 0)
 #define SLM_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 enum slm_err {
@@ -25,8 +25,8 @@ enum slm_err {
     SLM_ENOMEM = -1,
     SLM_EINVAL = -2,
     SLM_EIO = -3,
-    SLM_EFORMAT = -4,  /* malformed input file or wire data */
-    SLM_ELIMIT = -5,   /* a configured limit would be exceeded */
+    SLM_EFORMAT = -4, /* malformed input file or wire data */
+    SLM_ELIMIT = -5,  /* a configured limit would be exceeded */
     SLM_ERANGE = -6,
     SLM_ENOTFOUND = -7,
     SLM_EEXIST = -8,
@@ -81,10 +81,9 @@ int slm_err_exit_code(int code);
 void slm_diag_print(const char *prefix, const struct slm_diag *d, int code);
 
 /* Always-on invariant check: logs file:line and aborts. Never for input. */
-#define SLM_ASSERT(x)                                                                              \
-    do {                                                                                           \
-        if (SLM_UNLIKELY(!(x)))                                                                    \
-            slm_assert_fail(#x, __FILE__, __LINE__);                                               \
+#define SLM_ASSERT(x)                                                    \
+    do {                                                                 \
+        if (SLM_UNLIKELY(!(x))) slm_assert_fail(#x, __FILE__, __LINE__); \
     } while (0)
 
 SLM_NORETURN void slm_assert_fail(const char *expr, const char *file, int line);

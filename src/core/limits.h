@@ -151,26 +151,26 @@
 
 /* Bytes of one template source: real chat templates are < 64 KiB; 4 MiB
  * leaves room and makes 1 MiB of junk a syntax error, not a limit error. */
-#define SLM_LIMIT_TEMPLATE_BYTES       (4u << 20)
+#define SLM_LIMIT_TEMPLATE_BYTES      (4u << 20)
 /* Bytes of one compiled template (syntax tree and constants). */
-#define SLM_LIMIT_TEMPLATE_MEM         (64u << 20)
+#define SLM_LIMIT_TEMPLATE_MEM        (64u << 20)
 /* Nesting depth of the syntax tree (expressions and blocks): deeper is
  * refused at compile time, so rendering never recurses deeper than this. */
-#define SLM_LIMIT_TEMPLATE_DEPTH       128u
+#define SLM_LIMIT_TEMPLATE_DEPTH      128u
 /* Nested macro calls during one render (Jinja2 stops at Python's 1,000). */
-#define SLM_LIMIT_TEMPLATE_CALL_DEPTH  32u
+#define SLM_LIMIT_TEMPLATE_CALL_DEPTH 32u
 /* Evaluation steps of one render: a 10,000-message conversation takes about
  * 2 M; 50 M stops a hostile loop within about a second. */
-#define SLM_LIMIT_TEMPLATE_STEPS       50000000u
+#define SLM_LIMIT_TEMPLATE_STEPS      50000000u
 /* Bytes of memory one render may allocate (values, strings): a 600 KiB
  * conversation needs a few MiB. */
-#define SLM_LIMIT_TEMPLATE_RENDER_MEM  (64u << 20)
+#define SLM_LIMIT_TEMPLATE_RENDER_MEM (64u << 20)
 /* Bytes of one rendered prompt (a 1 M-token prompt is ~ 4 MiB of text). */
-#define SLM_LIMIT_TEMPLATE_OUTPUT      (32u << 20)
+#define SLM_LIMIT_TEMPLATE_OUTPUT     (32u << 20)
 /* Elements of range(): Jinja2's sandbox MAX_RANGE. */
-#define SLM_LIMIT_TEMPLATE_RANGE       100000u
+#define SLM_LIMIT_TEMPLATE_RANGE      100000u
 /* Bytes of text a tool-call parser holds back while deciding. */
-#define SLM_LIMIT_TOOLCALL_BYTES       (1u << 20)
+#define SLM_LIMIT_TOOLCALL_BYTES      (1u << 20)
 
 /* ---- scheduler (src/engine/sched.c) ---- */
 

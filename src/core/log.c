@@ -31,8 +31,7 @@ enum log_level log_get_level(void)
 
         lv = LOG_LEVEL_INFO;
         for (int i = 0; env != NULL && i < (int)SLM_ARRAY_LEN(level_name); i++)
-            if (strcasecmp(env, level_name[i]) == 0)
-                lv = i;
+            if (strcasecmp(env, level_name[i]) == 0) lv = i;
         atomic_store(&log_level, lv);
     }
     return (enum log_level)lv;
@@ -67,21 +66,18 @@ void log_write(enum log_level level, const char *fmt, ...)
     va_list ap;
     int n;
 
-    if ((int)level > (int)log_get_level())
-        return;
+    if ((int)level > (int)log_get_level()) return;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s ",
                  tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                  ts.tv_nsec / 1000000, level_name[level]);
-    if (n < 0 || (size_t)n >= sizeof(line))
-        return;
+    if (n < 0 || (size_t)n >= sizeof(line)) return;
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
     va_end(ap);
     log_redact(line);
     n = (int)strlen(line);
     line[n++] = '\n';
-    if (write(STDERR_FILENO, line, (size_t)n) < 0)
-        return;
+    if (write(STDERR_FILENO, line, (size_t)n) < 0) return;
 }

@@ -78,8 +78,7 @@ int slm_random_bytes(void *p, size_t n)
         ssize_t got = getrandom(b, n, 0);
 
         if (got < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             return slm_err_from_errno(errno);
         }
         b += got;

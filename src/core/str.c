@@ -13,14 +13,11 @@ int slm_parse_u64(const char *s, uint64_t *out)
     char *end;
     unsigned long long v;
 
-    if (s == NULL || *s < '0' || *s > '9')
-        return SLM_EINVAL;
+    if (s == NULL || *s < '0' || *s > '9') return SLM_EINVAL;
     errno = 0;
     v = strtoull(s, &end, 10);
-    if (errno == ERANGE)
-        return SLM_ERANGE;
-    if (*end != '\0')
-        return SLM_EINVAL;
+    if (errno == ERANGE) return SLM_ERANGE;
+    if (*end != '\0') return SLM_EINVAL;
     *out = v;
     return 0;
 }
@@ -30,14 +27,11 @@ int slm_parse_i64(const char *s, int64_t *out)
     char *end;
     long long v;
 
-    if (s == NULL || *s == '\0' || *s == ' ' || *s == '+')
-        return SLM_EINVAL;
+    if (s == NULL || *s == '\0' || *s == ' ' || *s == '+') return SLM_EINVAL;
     errno = 0;
     v = strtoll(s, &end, 10);
-    if (errno == ERANGE)
-        return SLM_ERANGE;
-    if (end == s || *end != '\0')
-        return SLM_EINVAL;
+    if (errno == ERANGE) return SLM_ERANGE;
+    if (end == s || *end != '\0') return SLM_EINVAL;
     *out = v;
     return 0;
 }
@@ -47,14 +41,11 @@ int slm_parse_double(const char *s, double *out)
     char *end;
     double v;
 
-    if (s == NULL || *s == '\0' || *s == ' ')
-        return SLM_EINVAL;
+    if (s == NULL || *s == '\0' || *s == ' ') return SLM_EINVAL;
     errno = 0;
     v = strtod(s, &end);
-    if (end == s || *end != '\0')
-        return SLM_EINVAL;
-    if (!isfinite(v) || errno == ERANGE)
-        return SLM_ERANGE;
+    if (end == s || *end != '\0') return SLM_EINVAL;
+    if (!isfinite(v) || errno == ERANGE) return SLM_ERANGE;
     *out = v;
     return 0;
 }
@@ -65,12 +56,10 @@ int slm_parse_size(const char *s, uint64_t *out)
     unsigned long long v;
     int shift = 0;
 
-    if (s == NULL || *s < '0' || *s > '9')
-        return SLM_EINVAL;
+    if (s == NULL || *s < '0' || *s > '9') return SLM_EINVAL;
     errno = 0;
     v = strtoull(s, &end, 10);
-    if (errno == ERANGE)
-        return SLM_ERANGE;
+    if (errno == ERANGE) return SLM_ERANGE;
     switch (*end) {
     case '\0':
         break;
@@ -91,8 +80,7 @@ int slm_parse_size(const char *s, uint64_t *out)
     }
     if (*end != '\0' && end[1] != '\0' && !((end[1] == 'B' || end[1] == 'b') && end[2] == '\0'))
         return SLM_EINVAL;
-    if (shift > 0 && v > (UINT64_MAX >> shift))
-        return SLM_ERANGE;
+    if (shift > 0 && v > (UINT64_MAX >> shift)) return SLM_ERANGE;
     *out = (uint64_t)v << shift;
     return 0;
 }
@@ -113,8 +101,7 @@ size_t slm_utf8_seq_len(const char *s, size_t len)
     size_t n;
     unsigned cp;
 
-    if (c < 0x80)
-        return 1;
+    if (c < 0x80) return 1;
     if (c >= 0xc2 && c <= 0xdf) {
         n = 1;
         cp = c & 0x1f;
@@ -127,11 +114,9 @@ size_t slm_utf8_seq_len(const char *s, size_t len)
     } else {
         return 0;
     }
-    if (len <= n)
-        return 0;
+    if (len <= n) return 0;
     for (size_t k = 1; k <= n; k++) {
-        if ((p[k] & 0xc0) != 0x80)
-            return 0;
+        if ((p[k] & 0xc0) != 0x80) return 0;
         cp = (cp << 6) | (p[k] & 0x3f);
     }
     if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
@@ -148,8 +133,7 @@ bool slm_utf8_valid(const char *s, size_t len)
     while (i < len) {
         size_t n = slm_utf8_seq_len(s + i, len - i);
 
-        if (n == 0)
-            return false;
+        if (n == 0) return false;
         i += n;
     }
     return true;

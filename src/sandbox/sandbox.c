@@ -190,7 +190,7 @@ static int sbx_project(struct sandbox__child *c, const char *dir, struct slm_dia
         rc = slm_diag_set(d, SLM_EINVAL, "project directory path is too long");
     else
         memcpy(c->project, real, strlen(real) + 1);
-    slm_free(real); /* realpath returns malloc memory; slm_free is free() */
+    slm_free(real); /* realpath allocates with the C library; slm_free releases that */
     return rc;
 }
 

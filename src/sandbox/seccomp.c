@@ -235,7 +235,7 @@ static int seccomp_build_main(scmp_filter_ctx ctx)
         } else if (!seccomp_is_denied(name)) {
             rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
         }
-        slm_free(name); /* libseccomp returns malloc memory; slm_free is free() */
+        slm_free(name); /* libseccomp allocates with the C library; slm_free releases that */
     }
     return rc;
 }

@@ -57,25 +57,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct tok_stream st;
     struct slm_buf out;
 
-    if (tok == NULL)
-        tok_setup();
-    if (size > 64 * 1024)
-        return 0;
-    if (tokenizer_encode(tok, text, size, 0, ids, FUZZ_TOK_MAX, &n_all) < 0)
-        abort();
+    if (tok == NULL) tok_setup();
+    if (size > 64 * 1024) return 0;
+    if (tokenizer_encode(tok, text, size, 0, ids, FUZZ_TOK_MAX, &n_all) < 0) abort();
     if (tokenizer_encode(tok, text, size, 0, ids, n_all / 2, &n_small) < 0 || n_small != n_all)
         abort();
     for (size_t i = 0; i < n_all && i < FUZZ_TOK_MAX; i++) {
-        if (ids[i] < 0 || (size_t)ids[i] >= tokenizer_n_vocab(tok))
-            abort();
+        if (ids[i] < 0 || (size_t)ids[i] >= tokenizer_n_vocab(tok)) abort();
         if (tokenizer_is_control(tok, ids[i]))
             abort(); /* T06: user text never becomes a control token */
     }
     slm_buf_init(&out, 1u << 20);
     tok_stream_init(&st, tok, false);
     for (size_t i = 0; i < n_all && i < FUZZ_TOK_MAX; i++)
-        if (tok_stream_push(&st, ids[i], &out) < 0)
-            break;
+        if (tok_stream_push(&st, ids[i], &out) < 0) break;
     if (tok_stream_flush(&st, &out) < 0) {
         /* only a full output buffer may fail here */
     }

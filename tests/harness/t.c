@@ -97,20 +97,16 @@ static int run_one(const struct t_case *tc, unsigned timeout)
         alarm(timeout);
         tc->fn();
         fflush(NULL);
-        if (t_dir[0] != '\0')
-            nftw(t_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        if (t_dir[0] != '\0') nftw(t_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
         /* exit, not _exit: LeakSanitizer checks the test at exit (Z01). */
         exit(0);
     }
     while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR)
-            return 1;
+        if (errno != EINTR) return 1;
     }
     kill(-pid, SIGKILL); /* leftovers of the test's own children */
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-        return 0;
-    if (WIFEXITED(status) && WEXITSTATUS(status) == T_EXIT_SKIP)
-        return 2;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == T_EXIT_SKIP) return 2;
     if (WIFSIGNALED(status))
         fprintf(stderr, "# killed by signal %d%s\n", WTERMSIG(status),
                 WTERMSIG(status) == SIGALRM ? " (timeout)" : "");
@@ -125,10 +121,8 @@ int main(int argc, char **argv)
     uint64_t timeout = 60, mult = 1;
     unsigned passed = 0, failed = 0, skipped = 0, num = 0;
 
-    if (argc > 1)
-        filter = argv[1];
-    if (cases == NULL)
-        return 1;
+    if (argc > 1) filter = argv[1];
+    if (cases == NULL) return 1;
     if (slm_parse_u64(t_env("T_TIMEOUT", "60"), &timeout) < 0 ||
         slm_parse_u64(t_env("T_TIMEOUT_MULT", "1"), &mult) < 0)
         timeout = 60, mult = 1;

@@ -55,7 +55,8 @@ TEST(json_writer_nested_and_escaped)
     json_str(&w, "x\n\x01\xff", 4);
     json_obj_end(&w);
     ASSERT_OK(json_writer_finish(&w));
-    ASSERT_EQ_STR(slm_buf_str(&b), "{\"a\":[-3,0.5,null,true],\"s\\\"\":\"x\\n\\u0001\xef\xbf\xbd\"}");
+    ASSERT_EQ_STR(slm_buf_str(&b),
+                  "{\"a\":[-3,0.5,null,true],\"s\\\"\":\"x\\n\\u0001\xef\xbf\xbd\"}");
     slm_buf_fini(&b);
 }
 
@@ -99,9 +100,9 @@ TEST(parse_numbers_strictly)
 TEST(utf8_validation)
 {
     ASSERT(slm_utf8_valid("h\xc3\xa9llo \xf0\x9f\x98\x80", 11));
-    ASSERT(!slm_utf8_valid("\xc0\xaf", 2));         /* overlong */
-    ASSERT(!slm_utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
-    ASSERT(!slm_utf8_valid("\xe2\x82", 2));         /* truncated */
+    ASSERT(!slm_utf8_valid("\xc0\xaf", 2));     /* overlong */
+    ASSERT(!slm_utf8_valid("\xed\xa0\x80", 3)); /* surrogate */
+    ASSERT(!slm_utf8_valid("\xe2\x82", 2));     /* truncated */
     ASSERT(!slm_utf8_valid("\xff", 1));
     ASSERT(!slm_utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
 }
