@@ -7,6 +7,9 @@
 #include <stdint.h>
 
 #include "api/api.h"
+#include "chat/chat.h"
+#include "core/buf.h"
+#include "core/json.h"
 
 /* Status codes counted separately in /metrics; others go to "other". */
 #define API_STATUS_SLOTS 12
@@ -37,6 +40,7 @@ struct api {
     struct api_req *active; /* requests in flight */
     size_t n_active;
     struct api_counters c;
+    enum chat_toolcall_format tc_fmt; /* tool-call format of the model's replies */
 };
 
 /* Index of status in api_counters.requests and its label. */
@@ -44,3 +48,39 @@ size_t api__status_slot(int status);
 const char *api__status_label(size_t slot);
 /* Appends the Prometheus text exposition of a's metrics to out. */
 SLM_NODISCARD int api__metrics_write(struct api *a, struct slm_buf *out);
+
+/*
+ * Tool calls in responses. A tool-call parser (chat.h) reports content and
+ * tool-call deltas; these turn them into OpenAI's JSON.
+ *
+ * struct api_tool_msg collects the deltas of a whole reply (non-streaming):
+ * api__tool_msg_add is a chat_delta_cb whose arg is the api_tool_msg; it
+ * copies what it is given (the delta is borrowed). api__tool_msg_write
+ * writes the "message" object: role, content (null when the reply is only
+ * calls), and tool_calls [{id, type, function: {name, arguments}}] with
+ * arguments as a JSON string.
+ *
+ * api__tool_delta_write writes the members of one streamed "delta" object:
+ * {"content": text} for content, and for a call {"tool_calls": [{"index",
+ * then on the call's first delta "id", "type": "function", "function":
+ * {"name", "arguments": ""}; on later deltas "function": {"arguments":
+ * fragment}}]}.
+ */
+struct api_tool_call {
+    char id[64];
+    struct slm_buf name;
+    struct slm_buf args;
+};
+
+struct api_tool_msg {
+    struct slm_buf content;
+    struct api_tool_call *calls;
+    size_t n_calls, cap_calls;
+};
+
+void api__tool_msg_init(struct api_tool_msg *m);
+void api__tool_msg_fini(struct api_tool_msg *m);
+/* chat_delta_cb: returns 0, SLM_ENOMEM or SLM_ELIMIT. */
+SLM_NODISCARD int api__tool_msg_add(void *arg, const struct chat_delta *d);
+void api__tool_msg_write(struct json_writer *w, const struct api_tool_msg *m);
+void api__tool_delta_write(struct json_writer *w, const struct chat_delta *d);

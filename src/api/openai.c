@@ -37,6 +37,8 @@
 #define API_RESP_MAX       (2u * SLM_LIMIT_HTTP_BODY)
 /* Bytes of a rendered chat prompt. */
 #define API_PROMPT_MAX     SLM_LIMIT_HTTP_BODY
+/* Tool calls per reply. */
+#define API_TOOL_CALLS_MAX 128u
 /* Reported as system_fingerprint. */
 #define SLM_API_VERSION    "0.1.0"
 
@@ -58,7 +60,8 @@ struct api_req {
     size_t stop_len_max;
     struct tok_stream ts;
     struct slm_buf text;
-    size_t sent; /* bytes of text already streamed */
+    size_t sent;                      /* bytes of text already streamed (or fed to tcp) */
+    struct chat_toolcall_parser *tcp; /* NULL: the reply is content only */
     uint32_t n_prompt, n_cached;
     uint64_t t_start_ns;
     struct http_task done_task; /* preallocated: DONE must never be lost */
@@ -275,6 +278,68 @@ static bool role_ok(const char *r)
 }
 
 /*
+ * Writes messages[i].tool_calls (v) to w with each function.arguments that
+ * is a JSON string holding an object turned into that object: OpenAI
+ * clients send arguments as a string, and templates (Llama 3.1, Mistral)
+ * apply |tojson to them. Other arguments are kept as they are. Returns 0
+ * or SLM_EINVAL with d and param set.
+ */
+static int write_tool_calls(struct json_writer *w, const struct json_value *v, size_t i,
+                            struct slm_diag *d, char *param, size_t param_cap)
+{
+    if (v->type == JSON_NULL) {
+        json_null(w);
+        return 0;
+    }
+    snprintf(param, param_cap, "messages[%zu].tool_calls", i);
+    if (v->type != JSON_ARRAY)
+        return slm_diag_set(d, SLM_EINVAL, "field '%s': expected array, got %s", param,
+                            json_type_name((enum json_type)v->type));
+    json_arr_begin(w);
+    for (size_t j = 0; j < v->u.arr.n; j++) {
+        const struct json_value *c = &v->u.arr.items[j], *fn;
+
+        snprintf(param, param_cap, "messages[%zu].tool_calls[%zu]", i, j);
+        if (c->type != JSON_OBJECT)
+            return slm_diag_set(d, SLM_EINVAL, "field '%s': expected object, got %s", param,
+                                json_type_name((enum json_type)c->type));
+        fn = json_obj_get(c, "function");
+        json_obj_begin(w);
+        for (size_t k = 0; k < c->u.obj.n; k++) {
+            const struct json_member *mem = &c->u.obj.members[k];
+
+            json_key_n(w, mem->key, mem->key_len);
+            if (&mem->value != fn || fn->type != JSON_OBJECT) {
+                json_value_write(w, &mem->value);
+                continue;
+            }
+            json_obj_begin(w);
+            for (size_t f = 0; f < fn->u.obj.n; f++) {
+                const struct json_member *fm = &fn->u.obj.members[f];
+                struct json_doc *adoc = NULL;
+                struct slm_diag ad;
+
+                json_key_n(w, fm->key, fm->key_len);
+                if (fm->key_len == 9 && memcmp(fm->key, "arguments", 9) == 0 &&
+                    fm->value.type == JSON_STRING &&
+                    json_parse(fm->value.u.str.ptr, fm->value.u.str.len, NULL, &adoc, NULL, &ad) ==
+                        0 &&
+                    json_doc_root(adoc)->type == JSON_OBJECT)
+                    json_value_write(w, json_doc_root(adoc));
+                else
+                    json_value_write(w, &fm->value);
+                json_doc_free(adoc);
+            }
+            json_obj_end(w);
+        }
+        json_obj_end(w);
+    }
+    json_arr_end(w);
+    param[0] = '\0';
+    return 0;
+}
+
+/*
  * Validates messages and writes them to w with content-part arrays joined
  * into one string (templates expect strings). On error fills d and *param
  * (static buffer) and returns SLM_EINVAL.
@@ -331,6 +396,11 @@ static int write_messages(const struct json_value *msgs, struct json_writer *w, 
             const struct json_member *mem = &m->u.obj.members[k];
 
             json_key_n(w, mem->key, mem->key_len);
+            if (mem->key_len == 10 && memcmp(mem->key, "tool_calls", 10) == 0) {
+                rc = write_tool_calls(w, &mem->value, i, d, param, param_cap);
+                if (rc < 0) return rc;
+                continue;
+            }
             if (&mem->value != content || content->type != JSON_ARRAY) {
                 json_value_write(w, &mem->value);
                 continue;
@@ -395,22 +465,135 @@ static int write_messages(const struct json_value *msgs, struct json_writer *w, 
     return 0;
 }
 
+/* ---- tools and tool_choice ---- */
+
+enum tool_choice { TOOL_CHOICE_AUTO, TOOL_CHOICE_NONE, TOOL_CHOICE_REQUIRED, TOOL_CHOICE_NAMED };
+
 /*
- * Renders the chat prompt for root's messages (and tools) into out.
- * Returns 0, or answers the error itself and returns < 0.
+ * Validates tools: null, or an array of {"type": "function", "function":
+ * {"name": string, "description"?: string, "parameters"?: object}}.
+ * Returns 0 or SLM_EINVAL with d and param (the field's path) set.
+ */
+static int check_tools(const struct json_value *tools, struct slm_diag *d, char *param,
+                       size_t param_cap)
+{
+    snprintf(param, param_cap, "tools");
+    if (tools == NULL || tools->type == JSON_NULL) return 0;
+    if (tools->type != JSON_ARRAY)
+        return slm_diag_set(d, SLM_EINVAL, "field 'tools': expected array, got %s",
+                            json_type_name((enum json_type)tools->type));
+    for (size_t i = 0; i < tools->u.arr.n; i++) {
+        const struct json_value *t = &tools->u.arr.items[i], *ty, *fn, *v;
+
+        snprintf(param, param_cap, "tools[%zu]", i);
+        if (t->type != JSON_OBJECT)
+            return slm_diag_set(d, SLM_EINVAL, "field '%s': expected object, got %s", param,
+                                json_type_name((enum json_type)t->type));
+        ty = json_obj_get(t, "type");
+        snprintf(param, param_cap, "tools[%zu].type", i);
+        if (ty == NULL || ty->type != JSON_STRING || strcmp(ty->u.str.ptr, "function") != 0)
+            return slm_diag_set(d, SLM_EINVAL, "field '%s': must be \"function\"", param);
+        fn = json_obj_get(t, "function");
+        snprintf(param, param_cap, "tools[%zu].function", i);
+        if (fn == NULL) return slm_diag_set(d, SLM_EINVAL, "field '%s' is required", param);
+        if (fn->type != JSON_OBJECT)
+            return slm_diag_set(d, SLM_EINVAL, "field '%s': expected object, got %s", param,
+                                json_type_name((enum json_type)fn->type));
+        v = json_obj_get(fn, "name");
+        snprintf(param, param_cap, "tools[%zu].function.name", i);
+        if (v == NULL) return slm_diag_set(d, SLM_EINVAL, "field '%s' is required", param);
+        if (v->type != JSON_STRING || v->u.str.len == 0)
+            return slm_diag_set(d, SLM_EINVAL, "field '%s': expected a non-empty string", param);
+        v = json_obj_get(fn, "description");
+        snprintf(param, param_cap, "tools[%zu].function.description", i);
+        if (v != NULL && v->type != JSON_STRING && v->type != JSON_NULL)
+            return slm_diag_set(d, SLM_EINVAL, "field '%s': expected string, got %s", param,
+                                json_type_name((enum json_type)v->type));
+        v = json_obj_get(fn, "parameters");
+        snprintf(param, param_cap, "tools[%zu].function.parameters", i);
+        if (v != NULL && v->type != JSON_OBJECT && v->type != JSON_NULL)
+            return slm_diag_set(d, SLM_EINVAL, "field '%s': expected object, got %s", param,
+                                json_type_name((enum json_type)v->type));
+    }
+    param[0] = '\0';
+    return 0;
+}
+
+/*
+ * Reads tool_choice: absent/null (auto), "none", "auto", "required", or
+ * {"type": "function", "function": {"name": one of tools}}. Returns 0 or
+ * SLM_EINVAL with d and param set.
+ */
+static int check_tool_choice(const struct json_value *tc, const struct json_value *tools,
+                             enum tool_choice *out, struct slm_diag *d, char *param,
+                             size_t param_cap)
+{
+    const struct json_value *ty, *fn, *name;
+
+    *out = TOOL_CHOICE_AUTO;
+    snprintf(param, param_cap, "tool_choice");
+    if (tc == NULL || tc->type == JSON_NULL) return 0;
+    if (tc->type == JSON_STRING) {
+        if (strcmp(tc->u.str.ptr, "auto") == 0) return 0;
+        if (strcmp(tc->u.str.ptr, "none") == 0) {
+            *out = TOOL_CHOICE_NONE;
+            return 0;
+        }
+        if (strcmp(tc->u.str.ptr, "required") == 0) {
+            *out = TOOL_CHOICE_REQUIRED;
+            return 0;
+        }
+        return slm_diag_set(d, SLM_EINVAL,
+                            "field 'tool_choice': unknown value '%.32s' (none, auto, required, "
+                            "or {\"type\": \"function\", \"function\": {\"name\": ...}})",
+                            tc->u.str.ptr);
+    }
+    if (tc->type != JSON_OBJECT)
+        return slm_diag_set(d, SLM_EINVAL, "field 'tool_choice': expected string or object, got %s",
+                            json_type_name((enum json_type)tc->type));
+    ty = json_obj_get(tc, "type");
+    if (ty == NULL || ty->type != JSON_STRING || strcmp(ty->u.str.ptr, "function") != 0) {
+        snprintf(param, param_cap, "tool_choice.type");
+        return slm_diag_set(d, SLM_EINVAL, "field 'tool_choice.type': must be \"function\"");
+    }
+    fn = json_obj_get(tc, "function");
+    name = json_obj_get(fn, "name");
+    snprintf(param, param_cap, "tool_choice.function.name");
+    if (name == NULL || name->type != JSON_STRING)
+        return slm_diag_set(d, SLM_EINVAL, "field 'tool_choice.function.name' is required");
+    for (size_t i = 0; tools != NULL && tools->type == JSON_ARRAY && i < tools->u.arr.n; i++) {
+        const struct json_value *n =
+            json_obj_get(json_obj_get(&tools->u.arr.items[i], "function"), "name");
+
+        if (json_value_equal(n, name)) {
+            *out = TOOL_CHOICE_NAMED;
+            return 0;
+        }
+    }
+    return slm_diag_set(d, SLM_EINVAL,
+                        "field 'tool_choice.function.name': '%.64s' is not one of 'tools'",
+                        name->u.str.ptr);
+}
+
+/*
+ * Renders the chat prompt for root's messages (and tools) into out; sets
+ * *parse_tools (may be NULL) when the reply must go through the tool-call
+ * parser. Returns 0, or answers the error itself and returns < 0.
  */
 static int render_chat(struct api *a, struct http_exchange *ex, const struct json_value *root,
-                       bool add_generation_prompt, struct slm_buf *out)
+                       bool add_generation_prompt, struct slm_buf *out, bool *parse_tools)
 {
     struct slm_buf norm;
     struct json_writer w;
     struct json_doc *mdoc = NULL;
     struct chat_render_params rp;
     const struct json_value *tools, *kwargs;
+    enum tool_choice choice;
     struct slm_diag d;
     char param[96];
     int rc;
 
+    if (parse_tools != NULL) *parse_tools = false;
     slm_diag_clear(&d);
     param[0] = '\0';
     slm_buf_init(&norm, API_RESP_MAX);
@@ -428,12 +611,16 @@ static int render_chat(struct api *a, struct http_exchange *ex, const struct jso
         goto out;
     }
     tools = json_obj_get(root, "tools");
-    if (tools != NULL && tools->type != JSON_NULL && tools->type != JSON_ARRAY) {
-        rc = SLM_EINVAL;
-        api_error(a, ex, 400, "tools", NULL, "field 'tools': expected array, got %s",
-                  json_type_name((enum json_type)tools->type));
+    rc = check_tools(tools, &d, param, sizeof(param));
+    if (rc == 0)
+        rc = check_tool_choice(json_obj_get(root, "tool_choice"), tools, &choice, &d, param,
+                               sizeof(param));
+    if (rc < 0) {
+        bad_field(a, ex, param, &d);
         goto out;
     }
+    /* With tool_choice "none" the template does not offer the tools at all. */
+    if (choice == TOOL_CHOICE_NONE) tools = NULL;
     kwargs = json_obj_get(root, "chat_template_kwargs");
     if (kwargs != NULL && kwargs->type != JSON_NULL && kwargs->type != JSON_OBJECT) {
         rc = SLM_EINVAL;
@@ -450,6 +637,7 @@ static int render_chat(struct api *a, struct http_exchange *ex, const struct jso
     memset(&rp, 0, sizeof(rp));
     rp.messages = json_doc_root(mdoc);
     rp.tools = (tools != NULL && tools->type == JSON_ARRAY && tools->u.arr.n > 0) ? tools : NULL;
+    if (parse_tools != NULL) *parse_tools = rp.tools != NULL && a->tc_fmt != CHAT_TOOLCALL_NONE;
     rp.add_generation_prompt = add_generation_prompt;
     rp.bos_token = a->bos_text;
     rp.eos_token = a->eos_text;
@@ -619,6 +807,7 @@ static void req_free(struct api_req *r)
         slm_free(r->stops[i]);
     slm_free(r->stops);
     slm_buf_fini(&r->text);
+    chat_toolcall_parser_free(r->tcp);
     slm_free(r);
 }
 
@@ -645,6 +834,133 @@ static void on_abort(void *arg)
     if (r->stream) r->a->c.streams_active--;
     r->a->c.canceled++;
     sched_cancel(r->a->p.sched, r->sched_id);
+}
+
+/* ---- tool calls in responses ---- */
+
+/* Initialises an empty collection of deltas. */
+void api__tool_msg_init(struct api_tool_msg *m)
+{
+    memset(m, 0, sizeof(*m));
+    slm_buf_init(&m->content, API_TEXT_MAX);
+}
+
+/* Frees what m holds; m may be zeroed (never initialised). */
+void api__tool_msg_fini(struct api_tool_msg *m)
+{
+    for (size_t i = 0; i < m->n_calls; i++) {
+        slm_buf_fini(&m->calls[i].name);
+        slm_buf_fini(&m->calls[i].args);
+    }
+    slm_free(m->calls);
+    slm_buf_fini(&m->content);
+    memset(m, 0, sizeof(*m));
+}
+
+/*
+ * Adds one delta to the message (chat_delta_cb; d is borrowed): content is
+ * appended, a call's first delta opens a call, argument fragments are
+ * appended to it. Returns 0, SLM_ENOMEM, or SLM_ELIMIT (more than
+ * API_TOOL_CALLS_MAX calls or text over the caps).
+ */
+int api__tool_msg_add(void *arg, const struct chat_delta *d)
+{
+    struct api_tool_msg *m = arg;
+    struct api_tool_call *c;
+
+    if (d->type == CHAT_DELTA_CONTENT) return slm_buf_append(&m->content, d->text, d->text_len);
+    if (d->id != NULL) {
+        if (d->index != m->n_calls || m->n_calls >= API_TOOL_CALLS_MAX) return SLM_ELIMIT;
+        if (m->n_calls == m->cap_calls) {
+            size_t cap = m->cap_calls == 0 ? 4 : 2 * m->cap_calls;
+            struct api_tool_call *nc = slm_calloc(cap, sizeof(*nc));
+
+            if (nc == NULL) return SLM_ENOMEM;
+            if (m->n_calls > 0) memcpy(nc, m->calls, m->n_calls * sizeof(*nc));
+            slm_free(m->calls);
+            m->calls = nc;
+            m->cap_calls = cap;
+        }
+        c = &m->calls[m->n_calls++];
+        memset(c, 0, sizeof(*c));
+        snprintf(c->id, sizeof(c->id), "%s", d->id);
+        slm_buf_init(&c->name, SLM_LIMIT_TOOLCALL_BYTES);
+        slm_buf_init(&c->args, SLM_LIMIT_TOOLCALL_BYTES);
+        if (d->name != NULL && slm_buf_append(&c->name, d->name, d->name_len) < 0)
+            return SLM_ELIMIT;
+    } else if (m->n_calls == 0 || d->index != m->n_calls - 1) {
+        return SLM_EINTERNAL; /* a fragment of a call that was never opened */
+    }
+    c = &m->calls[m->n_calls - 1];
+    return slm_buf_append(&c->args, d->text, d->text_len);
+}
+
+/* Writes the assistant "message" object of a non-streaming reply. */
+void api__tool_msg_write(struct json_writer *w, const struct api_tool_msg *m)
+{
+    json_obj_begin(w);
+    json_key(w, "role");
+    json_cstr(w, "assistant");
+    json_key(w, "content");
+    if (m->n_calls > 0 && m->content.len == 0)
+        json_null(w);
+    else
+        json_str(w, slm_buf_str(&m->content), m->content.len);
+    if (m->n_calls > 0) {
+        json_key(w, "tool_calls");
+        json_arr_begin(w);
+        for (size_t i = 0; i < m->n_calls; i++) {
+            const struct api_tool_call *c = &m->calls[i];
+
+            json_obj_begin(w);
+            json_key(w, "id");
+            json_cstr(w, c->id);
+            json_key(w, "type");
+            json_cstr(w, "function");
+            json_key(w, "function");
+            json_obj_begin(w);
+            json_key(w, "name");
+            json_str(w, slm_buf_str(&c->name), c->name.len);
+            json_key(w, "arguments");
+            json_str(w, slm_buf_str(&c->args), c->args.len);
+            json_obj_end(w);
+            json_obj_end(w);
+        }
+        json_arr_end(w);
+    }
+    json_obj_end(w);
+}
+
+/* Writes the members of one streamed delta object for d (see api_int.h). */
+void api__tool_delta_write(struct json_writer *w, const struct chat_delta *d)
+{
+    if (d->type == CHAT_DELTA_CONTENT) {
+        json_key(w, "content");
+        json_str(w, d->text, d->text_len);
+        return;
+    }
+    json_key(w, "tool_calls");
+    json_arr_begin(w);
+    json_obj_begin(w);
+    json_key(w, "index");
+    json_uint(w, d->index);
+    if (d->id != NULL) {
+        json_key(w, "id");
+        json_cstr(w, d->id);
+        json_key(w, "type");
+        json_cstr(w, "function");
+    }
+    json_key(w, "function");
+    json_obj_begin(w);
+    if (d->id != NULL) {
+        json_key(w, "name");
+        json_str(w, d->name != NULL ? d->name : "", d->name != NULL ? d->name_len : 0);
+    }
+    json_key(w, "arguments");
+    json_str(w, d->text, d->text_len);
+    json_obj_end(w);
+    json_obj_end(w);
+    json_arr_end(w);
 }
 
 static void write_usage(struct json_writer *w, const struct api_req *r, uint32_t n_gen)
@@ -680,12 +996,12 @@ static void write_head_fields(struct json_writer *w, const struct api_req *r, co
 }
 
 /*
- * Appends one stream chunk: content text[0..len) (NULL: none), role (first
- * chat chunk), finish reason (NULL: null), or the usage-only chunk.
- * Returns 0 or SLM_ELIMIT/SLM_ENOMEM.
+ * Appends one stream chunk: content text[0..len) (NULL: none) or a parser
+ * delta (call, NULL: none), role (first chat chunk), finish reason (NULL:
+ * null), or the usage-only chunk. Returns 0 or SLM_ELIMIT/SLM_ENOMEM.
  */
-static int put_chunk(struct api_req *r, const char *text, size_t len, bool role, const char *finish,
-                     bool usage_chunk, uint32_t n_gen)
+static int put_chunk(struct api_req *r, const char *text, size_t len, const struct chat_delta *call,
+                     bool role, const char *finish, bool usage_chunk, uint32_t n_gen)
 {
     struct slm_buf b;
     struct json_writer w;
@@ -713,6 +1029,7 @@ static int put_chunk(struct api_req *r, const char *text, size_t len, bool role,
                 json_key(&w, "content");
                 json_str(&w, text, len);
             }
+            if (call != NULL) api__tool_delta_write(&w, call);
             json_obj_end(&w);
         } else {
             json_key(&w, "text");
@@ -798,7 +1115,16 @@ static void check_stop(struct api_req *r, size_t old_len)
     sched_cancel(r->a->p.sched, r->sched_id);
 }
 
-/* Streams the text that can no longer be part of a stop string. */
+/* chat_delta_cb of streams: one chunk per content or tool-call delta. */
+static int stream_delta(void *arg, const struct chat_delta *d)
+{
+    return put_chunk(arg, NULL, 0, d, false, NULL, false, 0);
+}
+
+/*
+ * Streams the text that can no longer be part of a stop string; with a
+ * tool-call parser the text goes through it and its deltas are streamed.
+ */
 static void stream_pending(struct api_req *r, bool final)
 {
     size_t end = r->text.len;
@@ -806,7 +1132,17 @@ static void stream_pending(struct api_req *r, bool final)
     if (r->ex == NULL || !r->stream) return;
     if (!final && !r->stop_hit) end -= holdback(r);
     if (end <= r->sent) return;
-    if (put_chunk(r, r->text.data + r->sent, end - r->sent, false, NULL, false, 0) < 0) return;
+    if (r->tcp != NULL) {
+        size_t from = r->sent;
+
+        /* The parser has taken the text even if a chunk could not be queued. */
+        r->sent = end;
+        if (chat_toolcall_feed(r->tcp, r->text.data + from, end - from, stream_delta, r) < 0)
+            return;
+    } else if (put_chunk(r, r->text.data + r->sent, end - r->sent, NULL, false, NULL, false, 0) <
+               0) {
+        return;
+    }
     r->sent = end;
     if (http_exchange_stream_flush(r->ex) < 0) {
         /* the exchange is gone: on_abort already ran */
@@ -838,7 +1174,8 @@ static const char *finish_reason(const struct api_req *r, const struct sched_eve
 }
 
 /* Sends the non-streaming response. */
-static void respond_final(struct api_req *r, const char *finish, uint32_t n_gen)
+static void respond_final(struct api_req *r, const char *finish, uint32_t n_gen,
+                          const struct api_tool_msg *tm)
 {
     struct api *a = r->a;
     struct slm_buf b;
@@ -854,7 +1191,10 @@ static void respond_final(struct api_req *r, const char *finish, uint32_t n_gen)
     json_obj_begin(&w);
     json_key(&w, "index");
     json_int(&w, 0);
-    if (chat) {
+    if (chat && tm != NULL) {
+        json_key(&w, "message");
+        api__tool_msg_write(&w, tm);
+    } else if (chat) {
         json_key(&w, "message");
         json_obj_begin(&w);
         json_key(&w, "role");
@@ -882,6 +1222,8 @@ static void on_done(struct api_req *r, const struct sched_event *ev)
 {
     struct api *a = r->a;
     const char *finish;
+    struct api_tool_msg tm;
+    bool tm_ok = false;
     uint64_t ms = (slm_now_ns() - r->t_start_ns) / 1000000u;
 
     if (ev->n_prompt > 0) r->n_prompt = ev->n_prompt;
@@ -893,6 +1235,25 @@ static void on_done(struct api_req *r, const struct sched_event *ev)
         check_stop(r, old);
     }
     finish = finish_reason(r, ev);
+    api__tool_msg_init(&tm);
+    if (finish != NULL && r->tcp != NULL && r->ex != NULL) {
+        /* The parser sees the whole reply before the finish reason is chosen. */
+        if (r->stream) {
+            stream_pending(r, true);
+            if (r->ex != NULL && chat_toolcall_finish(r->tcp, stream_delta, r) < 0)
+                log_info("request id=%s: tool-call deltas lost (stream buffer full)", r->id);
+        } else {
+            tm_ok = chat_toolcall_feed(r->tcp, r->text.data, r->text.len, api__tool_msg_add, &tm) ==
+                        0 &&
+                    chat_toolcall_finish(r->tcp, api__tool_msg_add, &tm) == 0;
+            if (!tm_ok) {
+                /* Out of memory or over a cap: the plain text is still a valid reply. */
+                api__tool_msg_fini(&tm);
+                api__tool_msg_init(&tm);
+            }
+        }
+        if (chat_toolcall_count(r->tcp) > 0 && (r->stream || tm_ok)) finish = "tool_calls";
+    }
     log_info("request id=%s prompt=%u cached=%u generated=%u finish=%s ms=%llu%s", r->id,
              r->n_prompt, r->n_cached, ev->n_generated,
              finish != NULL ? finish : (ev->finish == SCHED_FINISH_ERROR ? "error" : "canceled"),
@@ -907,9 +1268,9 @@ static void on_done(struct api_req *r, const struct sched_event *ev)
         stream_pending(r, true);
         if (r->ex != NULL) {
             if (finish != NULL) {
-                ok = put_chunk(r, NULL, 0, false, finish, false, 0) == 0;
+                ok = put_chunk(r, NULL, 0, NULL, false, finish, false, 0) == 0;
                 if (ok && r->include_usage)
-                    ok = put_chunk(r, NULL, 0, false, NULL, true, ev->n_generated) == 0;
+                    ok = put_chunk(r, NULL, 0, NULL, false, NULL, true, ev->n_generated) == 0;
             } else if (ev->finish == SCHED_FINISH_ERROR) {
                 ok = put_error_event(r, "server_error",
                                      ev->msg[0] ? ev->msg : "generation failed") == 0;
@@ -923,7 +1284,7 @@ static void on_done(struct api_req *r, const struct sched_event *ev)
         }
     } else if (r->ex != NULL) {
         if (finish != NULL)
-            respond_final(r, finish, ev->n_generated);
+            respond_final(r, finish, ev->n_generated, tm_ok ? &tm : NULL);
         else if (ev->finish == SCHED_FINISH_ERROR)
             api_error(a, r->ex, 500, NULL, NULL, "generation failed: %s",
                       ev->msg[0] ? ev->msg : slm_strerror(ev->err));
@@ -931,6 +1292,7 @@ static void on_done(struct api_req *r, const struct sched_event *ev)
             api_error(a, r->ex, 503, NULL, NULL,
                       "the request was canceled: the server is shutting down");
     }
+    api__tool_msg_fini(&tm);
     req_unlink(r);
     req_free(r);
 }
@@ -1001,7 +1363,7 @@ static void make_id(char *out, size_t cap, const char *prefix)
  * errors itself. On success the request lives until its DONE event.
  */
 static void submit(struct api *a, struct http_exchange *ex, enum api_kind kind,
-                   const struct gen_params *g, tok_id *toks, size_t n_toks)
+                   const struct gen_params *g, bool parse_tools, tok_id *toks, size_t n_toks)
 {
     struct api_req *r = NULL;
     struct sched_request sr;
@@ -1044,7 +1406,17 @@ static void submit(struct api *a, struct http_exchange *ex, enum api_kind kind,
     r->t_start_ns = slm_now_ns();
     make_id(r->id, sizeof(r->id), kind == API_KIND_CHAT ? "chatcmpl-" : "cmpl-");
     slm_buf_init(&r->text, API_TEXT_MAX);
-    tok_stream_init(&r->ts, a->tok, false);
+    /* Tool-call markers such as [TOOL_CALLS] are special tokens: render them. */
+    tok_stream_init(&r->ts, a->tok, parse_tools);
+    slm_diag_clear(&d);
+    if (parse_tools) {
+        rc = chat_toolcall_parser_new(a->tc_fmt, 0, &r->tcp, &d);
+        if (rc < 0) {
+            api_error(a, ex, rc == SLM_ENOMEM ? 503 : 500, NULL, NULL, "%s",
+                      d.msg[0] ? d.msg : slm_strerror(rc));
+            goto out;
+        }
+    }
     r->done_task.cb = on_done_task;
     r->done_task.data = r;
     if (g->stop != NULL) {
@@ -1120,7 +1492,7 @@ static void submit(struct api *a, struct http_exchange *ex, enum api_kind kind,
         count_status(a, 200);
         a->c.streams_active++;
         if (kind == API_KIND_CHAT) {
-            if (put_chunk(r, "", 0, true, NULL, false, 0) == 0 &&
+            if (put_chunk(r, "", 0, NULL, true, NULL, false, 0) == 0 &&
                 http_exchange_stream_flush(ex) < 0) {
                 /* the client is gone: on_abort ran, DONE frees r */
             }
@@ -1212,6 +1584,7 @@ static void h_chat(void *arg, struct http_exchange *ex)
     const char *param = NULL;
     tok_id *toks = NULL;
     size_t n = 0;
+    bool parse_tools = false;
     int rc;
 
     if (doc == NULL) return;
@@ -1223,18 +1596,7 @@ static void h_chat(void *arg, struct http_exchange *ex)
         bad_field(a, ex, param, &d);
         goto out;
     }
-    {
-        const struct json_value *tc = json_obj_get(root, "tool_choice");
-
-        if (tc != NULL && tc->type != JSON_NULL && tc->type != JSON_STRING &&
-            tc->type != JSON_OBJECT) {
-            api_error(a, ex, 400, "tool_choice", NULL,
-                      "field 'tool_choice': expected string or object, got %s",
-                      json_type_name((enum json_type)tc->type));
-            goto out;
-        }
-    }
-    if (render_chat(a, ex, root, true, &prompt) < 0) goto out;
+    if (render_chat(a, ex, root, true, &prompt, &parse_tools) < 0) goto out;
     rc = tokenize(a, prompt.data, prompt.len, TOKENIZE_PARSE_SPECIAL, &toks, &n);
     if (rc == 0) rc = ensure_bos(a, &toks, &n);
     if (rc < 0) {
@@ -1242,7 +1604,7 @@ static void h_chat(void *arg, struct http_exchange *ex)
                   slm_strerror(rc));
         goto out;
     }
-    submit(a, ex, API_KIND_CHAT, &g, toks, n);
+    submit(a, ex, API_KIND_CHAT, &g, parse_tools, toks, n);
     toks = NULL;
 out:
     slm_free(toks);
@@ -1380,7 +1742,7 @@ static void h_completions(void *arg, struct http_exchange *ex)
             bad_field(a, ex, param, &d);
         goto out;
     }
-    submit(a, ex, API_KIND_COMPLETION, &g, toks, n);
+    submit(a, ex, API_KIND_COMPLETION, &g, false, toks, n);
     toks = NULL;
 out:
     slm_free(toks);
@@ -1529,7 +1891,7 @@ static void h_apply_template(void *arg, struct http_exchange *ex)
         bad_field(a, ex, param, &d);
         goto out;
     }
-    if (render_chat(a, ex, json_doc_root(doc), agp, &prompt) < 0) goto out;
+    if (render_chat(a, ex, json_doc_root(doc), agp, &prompt, NULL) < 0) goto out;
     json_writer_init(&w, &b, false);
     json_obj_begin(&w);
     json_key(&w, "prompt");
@@ -1698,6 +2060,28 @@ static void token_text(const struct tokenizer *t, tok_id id, char *out, size_t c
     out[len] = '\0';
 }
 
+/*
+ * The tool-call format of the model's replies: from the model's own chat
+ * template, else from its vocabulary (the markers, then the chat family the
+ * built-in template is chosen by).
+ */
+static enum chat_toolcall_format toolcall_format(const struct model *m, const struct tokenizer *t)
+{
+    struct gguf_str src;
+    enum chat_toolcall_format f = CHAT_TOOLCALL_NONE;
+
+    if (gguf_get_str(model_get_gguf(m), "tokenizer.chat_template", &src, NULL) == 0)
+        f = chat_toolcall_format_detect(src.ptr, src.len);
+    if (f != CHAT_TOOLCALL_NONE) return f;
+    if (tokenizer_find(t, "[TOOL_CALLS]", 12) != TOK_NONE) return CHAT_TOOLCALL_MISTRAL;
+    if (tokenizer_find(t, "<tool_call>", 11) != TOK_NONE) return CHAT_TOOLCALL_HERMES;
+    if (tokenizer_find(t, "<|python_tag|>", 14) != TOK_NONE) return CHAT_TOOLCALL_LLAMA3;
+    if (tokenizer_find(t, "<|im_start|>", 12) != TOK_NONE) return CHAT_TOOLCALL_HERMES;
+    if (tokenizer_find(t, "<|start_header_id|>", 19) != TOK_NONE) return CHAT_TOOLCALL_LLAMA3;
+    if (tokenizer_find(t, "[INST]", 6) != TOK_NONE) return CHAT_TOOLCALL_MISTRAL;
+    return CHAT_TOOLCALL_HERMES; /* the built-in fallback is ChatML with <tool_call> */
+}
+
 /* Creates the API; see api.h. */
 int api_new(const struct api_params *p, struct api **out, struct slm_diag *d)
 {
@@ -1724,6 +2108,7 @@ int api_new(const struct api_params *p, struct api **out, struct slm_diag *d)
                            "tokenizer.ggml.suffix_token_id", "<|fim_suffix|>");
     a->fim_mid = fim_token(p->model, a->tok, "tokenizer.ggml.fim_mid_token_id",
                            "tokenizer.ggml.middle_token_id", "<|fim_middle|>");
+    a->tc_fmt = toolcall_format(p->model, a->tok);
     token_text(a->tok, tokenizer_bos(a->tok), a->bos_text, sizeof(a->bos_text));
     token_text(a->tok, tokenizer_eos(a->tok), a->eos_text, sizeof(a->eos_text));
     *out = a;

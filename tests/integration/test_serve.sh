@@ -308,6 +308,85 @@ EOF
     pyj 'assert r["choices"][0]["finish_reason"], r'
 }
 
+t_tools() {
+  local b tools call
+  tools='"tools":[{"type":"function","function":{"name":"get_weather","description":"Weather now","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}]'
+  call='{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]}'
+  # Validation: each bad field is named.
+  for f in '"tools":{}|tools' '"tools":[1]|tools[0]' '"tools":[{"type":"fn","function":{"name":"a"}}]|tools[0].type' \
+           '"tools":[{"type":"function"}]|tools[0].function' '"tools":[{"type":"function","function":{"name":""}}]|tools[0].function.name' \
+           '"tools":[{"type":"function","function":{"name":"a","parameters":"x"}}]|tools[0].function.parameters' \
+           '"tool_choice":"maybe"|tool_choice' '"tool_choice":3|tool_choice' \
+           '"tool_choice":{"type":"function","function":{"name":"nope"}}|tool_choice.function.name' \
+           '"tool_choice":{"type":"x"}|tool_choice.type'; do
+    b=$(post /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],${f%|*}}")
+    echo "$b" | pyj "e=r['error']; assert e['param']=='${f#*|}' and '${f#*|}' in e['message'], r" || fail "$f: $b"
+  done
+  b=$(post /v1/chat/completions '{"messages":[{"role":"user","content":"hi"},{"role":"assistant","tool_calls":{}}]}')
+  echo "$b" | pyj 'assert r["error"]["param"]=="messages[1].tool_calls", r' || fail "tool_calls object: $b"
+  # Requests with tools succeed; the reply goes through the tool-call parser.
+  for ch in '"auto"' '"required"' '"none"' '{"type":"function","function":{"name":"get_weather"}}'; do
+    post /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"weather?\"}],$tools,\"tool_choice\":$ch,\"max_tokens\":8}" |
+      pyj 'c=r["choices"][0]; assert c["finish_reason"] in ("stop","length","tool_calls"), r; m=c["message"]; assert m["role"]=="assistant" and ("tool_calls" in m or isinstance(m["content"], str)), r' ||
+      fail "tool_choice $ch"
+  done
+  post /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"weather?\"}],$tools,\"max_tokens\":8,\"stream\":true}" >"$T_TMP/tools.sse"
+  tail -n 2 "$T_TMP/tools.sse" | head -n 1 | grep -qx 'data: \[DONE\]' || fail "tools stream not ended: $(tail -c 300 "$T_TMP/tools.sse")"
+  grep '^data: {' "$T_TMP/tools.sse" | sed 's/^data: //' | python3 -c '
+import json,sys
+ch=[json.loads(l) for l in sys.stdin]
+fin=[c["choices"][0]["finish_reason"] for c in ch if c["choices"]]
+assert fin[-1] in ("stop","length","tool_calls"), fin
+assert all(f is None for f in fin[:-1]), fin' || fail "tools stream chunks"
+  [ "$(status GET /health)" = 200 ] || fail "server unhealthy after tool requests"
+}
+
+# A second server with --chat-template-file: a template that shows the tools
+# and applies |tojson to tool-call arguments, as Llama 3.1 and Mistral do.
+t_tools_template() {
+  local out=$T_TMP/serve3.out tf=$T_TMP/tools.jinja port pid tools call
+  cat >"$tf" <<'JINJA'
+{%- if tools %}TOOLS {{ tools | tojson }}
+{% endif %}
+{%- for m in messages %}<{{ m.role }}>
+{%- if m.tool_calls %}{% for c in m.tool_calls %}CALL {{ c.function.name }} {{ c.function.arguments | tojson }}{% endfor %}
+{%- else %}{{ m.content }}{% if m.tool_call_id %} ({{ m.tool_call_id }}){% endif %}{% endif %}</{{ m.role }}>
+{% endfor %}
+{%- if add_generation_prompt %}<assistant>{% endif %}
+JINJA
+  "$SLM" serve -m "$MODEL" --port 0 --state-dir "$STATE" --chat-template-file "$tf" -t 1 --n-predict 4 \
+    >"$out" 2>"$T_TMP/serve3.err" &
+  pid=$!
+  for _ in $(seq 1 100); do grep -q endpoint: "$out" && break; sleep 0.1; done
+  port=$(sed -n 's#.*endpoint: *https://127.0.0.1:\([0-9]*\)/v1.*#\1#p' "$out")
+  [ -n "$port" ] || { kill -TERM $pid; fail "second server did not start: $(cat "$T_TMP/serve3.err")"; }
+  p3() { c -H "@$AUTH" -H 'Content-Type: application/json' "https://127.0.0.1:$port$1" --data-binary "$2"; }
+  tools='"tools":[{"type":"function","function":{"name":"get_weather","description":"Weather now","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}]'
+  call='{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]}'
+  local ok=1
+  # The tools reach the template; the call's arguments string arrives as an object.
+  p3 /apply-template "{\"messages\":[{\"role\":\"user\",\"content\":\"weather?\"},$call,{\"role\":\"tool\",\"tool_call_id\":\"call_1\",\"content\":\"sunny\"}],$tools}" |
+    pyj '
+p=r["prompt"]
+assert p.startswith("TOOLS [{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": \"Weather now\""), p
+assert "<assistant>CALL get_weather {\"city\": \"Paris\"}</assistant>" in p, p
+assert "<tool>sunny (call_1)</tool>" in p and p.endswith("<assistant>"), p' || ok=0
+  # Arguments that are not a JSON object stay the string they were.
+  p3 /apply-template '{"messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"not json"}}]}]}' |
+    pyj 'assert "CALL f \"not json\"" in r["prompt"], r' || ok=0
+  # tool_choice none: the tools are not offered; without tools there is no TOOLS line.
+  p3 /apply-template "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],$tools,\"tool_choice\":\"none\"}" |
+    pyj 'assert "TOOLS" not in r["prompt"], r' || ok=0
+  p3 /apply-template "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],$tools,\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}}" |
+    pyj 'assert "TOOLS" in r["prompt"], r' || ok=0
+  # A chat request with tools on this server: 200 with a valid finish reason.
+  p3 /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"weather?\"},$call,{\"role\":\"tool\",\"tool_call_id\":\"call_1\",\"content\":\"sunny\"}],$tools}" |
+    pyj 'assert r["choices"][0]["finish_reason"] in ("stop","length","tool_calls"), r' || ok=0
+  kill -TERM $pid; wait $pid || fail "second server exit $?"
+  grep -q 'AddressSanitizer\|runtime error' "$T_TMP/serve3.err" && fail "sanitizer: $(grep -m3 'Sanitizer\|runtime error' "$T_TMP/serve3.err")"
+  [ $ok = 1 ] || fail "template checks failed (see above)"
+}
+
 t_sigterm() {
   local f=$T_TMP/term.txt
   post /v1/chat/completions '{"messages":[{"role":"user","content":"long"}],"max_tokens":450,"ignore_eos":true,"stream":true}' >"$f" &
@@ -357,6 +436,8 @@ t_run "completions, FIM suffix, token prompts" t_completions
 t_run "tokenize/detokenize round trip, apply-template" t_tokenize_roundtrip
 t_run "context_length_exceeded; max_tokens lowered" t_context_length
 t_run "stop strings (whole and streamed)" t_stop_strings
+t_run "tools, tool_choice: validation, requests, streams" t_tools
+t_run "tools and tool_calls reach the template (--chat-template-file)" t_tools_template
 t_run "metrics in Prometheus text" t_metrics
 t_run "TLS 1.1 refused, 1.2 and 1.3 served" t_tls_versions
 t_run "CORS preflight and origins" t_cors

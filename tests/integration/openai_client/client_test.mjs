@@ -125,4 +125,74 @@ await check("prompt too long -> context_length_exceeded", async () => {
   throw new Error("no error");
 });
 
+const tools = [{
+  type: "function",
+  function: {
+    name: "get_weather",
+    description: "Current weather of a city",
+    parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
+  },
+}];
+
+await check("chat.completions.create with tools and tool_choice", async () => {
+  const messages = [
+    { role: "user", content: "Weather in Paris?" },
+    { role: "assistant", content: null,
+      tool_calls: [{ id: "call_1", type: "function",
+                     function: { name: "get_weather", arguments: JSON.stringify({ city: "Paris" }) } }] },
+    { role: "tool", tool_call_id: "call_1", content: "sunny" },
+  ];
+  for (const tool_choice of ["auto", "none", "required", { type: "function", function: { name: "get_weather" } }]) {
+    const r = await client.chat.completions.create({ model, messages, tools, tool_choice, max_tokens: 8 });
+    const c = r.choices[0];
+    assert(["stop", "length", "tool_calls"].includes(c.finish_reason), `finish_reason ${c.finish_reason}`);
+    assert(c.message.role === "assistant", "role");
+    if (c.finish_reason === "tool_calls") {
+      for (const t of c.message.tool_calls) {
+        assert(t.type === "function" && t.id && typeof t.function.arguments === "string", JSON.stringify(t));
+      }
+    } else {
+      assert(typeof c.message.content === "string", "content");
+    }
+  }
+});
+
+await check("chat.completions.create stream with tools", async () => {
+  const stream = await client.chat.completions.create({
+    model, messages: [{ role: "user", content: "Weather in Paris?" }], tools, max_tokens: 8, stream: true,
+  });
+  let finish = null;
+  for await (const chunk of stream) {
+    if (chunk.choices.length && chunk.choices[0].finish_reason) finish = chunk.choices[0].finish_reason;
+  }
+  assert(["stop", "length", "tool_calls"].includes(finish), `finish_reason ${finish}`);
+});
+
+await check("malformed tools entry -> BadRequestError naming the field", async () => {
+  try {
+    await client.chat.completions.create({
+      model, messages: [{ role: "user", content: "x" }],
+      tools: [{ type: "function", function: { description: "no name" } }],
+    });
+  } catch (e) {
+    assert(e instanceof OpenAI.BadRequestError, `got ${e.constructor.name}`);
+    assert(e.param === "tools[0].function.name" && /tools\[0\]\.function\.name/.test(e.message), e.message);
+    return;
+  }
+  throw new Error("no error");
+});
+
+await check("bad tool_choice -> BadRequestError naming the field", async () => {
+  try {
+    await client.chat.completions.create({
+      model, messages: [{ role: "user", content: "x" }], tools, tool_choice: "sometimes",
+    });
+  } catch (e) {
+    assert(e instanceof OpenAI.BadRequestError, `got ${e.constructor.name}`);
+    assert(e.param === "tool_choice" && /tool_choice/.test(e.message), e.message);
+    return;
+  }
+  throw new Error("no error");
+});
+
 process.exit(failed ? 1 : 0);
