@@ -330,8 +330,6 @@ void chat__float_repr(double d, char *buf, size_t cap);
 size_t chat__u8_len(const char *s, size_t n);
 size_t chat__u8_offset(const char *s, size_t n, size_t i);
 uint32_t chat__u8_decode(const char *s, size_t n, size_t *adv);
-/* Writes cp as UTF-8 (1 to 4 bytes) and returns the byte count. */
-size_t chat__u8_encode(uint32_t cp, char *out);
 bool chat__py_isspace(uint32_t cp);
 /* Bytes of Python whitespace that end s[0..n) / start it. */
 size_t chat__rstrip_len(const char *s, size_t n);

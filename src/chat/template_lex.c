@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/str.h"
 #include "chat/chat_int.h"
 #include "core/alloc.h"
 #include "core/limits.h"
@@ -279,7 +280,7 @@ static int decode_string(struct lexer *lx, const char *s, size_t n, struct tstr 
                 for (unsigned k = 0; k < 3 && i < n && s[i] >= '0' && s[i] <= '7'; k++, i++)
                     cp = cp * 8 + (uint32_t)(s[i] - '0');
                 i--;
-                o += chat__u8_encode(cp, buf + o);
+                o += slm_utf8_encode(cp, buf + o);
             } else if (c >= 0x80) {
                 /* Jinja backslash-replaces non-ASCII before decoding. */
                 size_t adv;
@@ -313,7 +314,7 @@ static int decode_string(struct lexer *lx, const char *s, size_t n, struct tstr 
             i += digits;
             if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
                 return lex_fail(lx, "string literal escape is not a valid code point");
-            o += chat__u8_encode(cp, buf + o);
+            o += slm_utf8_encode(cp, buf + o);
         }
     }
     buf[o] = '\0';

@@ -24,3 +24,5 @@ uint64_t slm_now_ns(void);
 bool slm_utf8_valid(const char *s, size_t len);
 /* Length of the valid UTF-8 sequence at s (len > 0 bytes left), or 0. */
 size_t slm_utf8_seq_len(const char *s, size_t len);
+/* Writes code point cp (<= 0x10FFFF) as UTF-8 to out (4 bytes of room); returns the length. */
+size_t slm_utf8_encode(uint32_t cp, char *out);

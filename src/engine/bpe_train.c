@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/str.h"
 #include "core/alloc.h"
 #include "core/limits.h"
 #include "engine/tokenizer_int.h"
@@ -496,7 +497,7 @@ static char *map_bytes(const uint8_t *p, size_t n, size_t *len)
 
     if (s == NULL) return NULL;
     for (size_t i = 0; i < n; i++)
-        o += unicode__encode(unicode__byte_to_cp(p[i]), s + o);
+        o += slm_utf8_encode(unicode__byte_to_cp(p[i]), s + o);
     s[o] = '\0';
     *len = o;
     return s;

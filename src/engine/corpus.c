@@ -8,6 +8,7 @@
  * changes every generated test model's vocabulary.
  */
 /* clang-format off */
+#include "core/str.h"
 #include "engine/tokenizer_int.h"
 
 static const char corpus[] =
@@ -1055,7 +1056,7 @@ static const char corpus[] =
     "}\n"
     "\n"
     "/* Writes cp as UTF-8 to out (4 bytes of room); returns the length. */\n"
-    "size_t unicode__encode(uint32_t cp, char *out)\n"
+    "size_t slm_utf8_encode(uint32_t cp, char *out)\n"
     "{\n"
     "    if (cp < 0x80) {\n"
     "        out[0] = (char)cp;\n"

@@ -76,8 +76,6 @@ extern const size_t unicode__n_white_space;
 uint32_t unicode__decode(const uint8_t *s, size_t pos, size_t end, size_t *len);
 enum ucat unicode__cat(uint32_t cp);
 bool unicode__is_space(uint32_t cp);
-/* Encodes cp (< 0x110000) as UTF-8 into out[4]; returns the length. */
-size_t unicode__encode(uint32_t cp, char *out);
 /* GPT-2 byte-level alphabet: the code point byte b is written as, and back. */
 uint32_t unicode__byte_to_cp(uint8_t b);
 int unicode__cp_to_byte(uint32_t cp); /* -1 if cp is not in the alphabet */

@@ -80,31 +80,6 @@ bool unicode__is_space(uint32_t cp)
     return false;
 }
 
-/* Writes cp as UTF-8 to out (4 bytes of room); returns the length. */
-size_t unicode__encode(uint32_t cp, char *out)
-{
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 /*
  * GPT-2's bytes_to_unicode(): printable Latin-1 bytes (0x21-0x7E, 0xA1-0xAC,
  * 0xAE-0xFF) stand for themselves; the other 68 bytes take U+0100, U+0101, ...

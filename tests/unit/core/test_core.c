@@ -146,3 +146,19 @@ TEST(rng_is_deterministic)
         ASSERT(slm_rng_below(&a, 7) < 7);
     }
 }
+
+TEST(utf8_encode_round_trips)
+{
+    static const uint32_t cps[] = { 0,      0x7f,   0x80,   0x7ff,   0x800,
+                                    0xd7ff, 0xe000, 0xffff, 0x10000, 0x10ffff };
+    static const size_t lens[] = { 1, 1, 2, 2, 3, 3, 3, 3, 4, 4 };
+
+    for (size_t i = 0; i < SLM_ARRAY_LEN(cps); i++) {
+        char b[4];
+        size_t n = slm_utf8_encode(cps[i], b);
+
+        ASSERT_EQ_SIZE(n, lens[i]);
+        ASSERT_EQ_SIZE(slm_utf8_seq_len(b, n), n);
+        ASSERT(slm_utf8_valid(b, n));
+    }
+}

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/str.h"
 #include "core/alloc.h"
 #include "engine/gguf.h"
 #include "engine/tokenizer.h"
@@ -24,7 +25,7 @@ static void map_bytes(const char *raw, size_t n, char *out)
 {
     size_t o = 0;
     for (size_t i = 0; i < n; i++)
-        o += unicode__encode(unicode__byte_to_cp((uint8_t)raw[i]), out + o);
+        o += slm_utf8_encode(unicode__byte_to_cp((uint8_t)raw[i]), out + o);
     out[o] = '\0';
 }
 
