@@ -131,6 +131,24 @@ char *slm_xstrdup(const char *s)
     return p;
 }
 
+/* Doubles *p's capacity from min_cap until need elements fit. */
+int slm_grow_array(void **p, size_t *cap, size_t need, size_t elem, size_t min_cap)
+{
+    size_t n = *cap != 0 ? *cap : min_cap, bytes;
+    void *q;
+
+    if (need <= *cap) return 0;
+    if (n == 0) n = 1;
+    while (n < need)
+        if (!slm_mul_size(n, 2, &n)) return SLM_ENOMEM;
+    if (!slm_mul_size(n, elem, &bytes)) return SLM_ENOMEM;
+    q = slm_realloc(*p, bytes);
+    if (q == NULL) return SLM_ENOMEM;
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
 /* Wipes and frees a secret buffer. */
 void slm_free_secret(void *p, size_t len)
 {

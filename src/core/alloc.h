@@ -35,6 +35,13 @@ void *slm_xcalloc(size_t n, size_t size);
 void *slm_xrealloc(void *p, size_t size);
 char *slm_xstrdup(const char *s);
 
+/*
+ * Grows the array *p (of *cap elements of elem bytes) to hold at least need
+ * elements, doubling from min_cap: 0, or SLM_ENOMEM (overflow included) with
+ * *p and *cap untouched. For builders whose size is known only at the end.
+ */
+SLM_NODISCARD int slm_grow_array(void **p, size_t *cap, size_t need, size_t elem, size_t min_cap);
+
 /* Overwrites len bytes at p with zeros in a way the compiler keeps, then frees. */
 void slm_free_secret(void *p, size_t len);
 

@@ -16,6 +16,7 @@
 
 #include "core/alloc.h"
 #include "core/json.h"
+#include "core/str.h"
 
 /* ---- arena ---- */
 
@@ -236,59 +237,6 @@ static long read_hex4(const unsigned char *q)
     return v;
 }
 
-/* Length of a valid UTF-8 sequence at q (lead byte >= 0x80), or 0. */
-static size_t utf8_len(const unsigned char *q, const unsigned char *end)
-{
-    unsigned c = q[0], cp;
-    size_t n;
-
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 1;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 2;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 3;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if ((size_t)(end - q) <= n) return 0;
-    for (size_t k = 1; k <= n; k++) {
-        if ((q[k] & 0xc0) != 0x80) return 0;
-        cp = (cp << 6) | (q[k] & 0x3f);
-    }
-    if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n + 1;
-}
-
-static size_t put_utf8(unsigned char *o, unsigned long cp)
-{
-    if (cp < 0x80) {
-        o[0] = (unsigned char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (unsigned char)(0xc0 | (cp >> 6));
-        o[1] = (unsigned char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (unsigned char)(0xe0 | (cp >> 12));
-        o[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-        o[2] = (unsigned char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    o[0] = (unsigned char)(0xf0 | (cp >> 18));
-    o[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
-    o[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-    o[3] = (unsigned char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
 /*
  * Validates the string starting at ps->p (the opening quote) and stores the
  * position of the closing quote in *close. Pass one of two: nothing is
@@ -354,7 +302,7 @@ static int scan_string(struct json_parser *ps, const unsigned char **close)
             q++;
             continue;
         }
-        size_t n = utf8_len(q, ps->end);
+        size_t n = slm_utf8_seq_len((const char *)q, (size_t)(ps->end - q));
 
         if (n == 0) return fail_at(ps, q, SLM_EFORMAT, "invalid UTF-8 in string");
         q += n;
@@ -407,7 +355,7 @@ static int parse_string(struct json_parser *ps, const char **out, size_t *out_le
                 cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
                 q += 6;
             }
-            o += put_utf8(o, cp);
+            o += slm_utf8_encode((uint32_t)cp, (char *)o);
             q += 6;
             continue;
         }

@@ -53,17 +53,7 @@ static const char chat_template[] =
 
 static int vec_reserve(void **p, size_t *cap, size_t need, size_t elem)
 {
-    size_t n = *cap ? *cap : 16, bytes;
-
-    if (need <= *cap) return 0;
-    while (n < need)
-        if (!slm_mul_size(n, 2, &n)) return SLM_ENOMEM;
-    if (!slm_mul_size(n, elem, &bytes)) return SLM_ENOMEM;
-    void *q = slm_realloc(*p, bytes);
-    if (q == NULL) return SLM_ENOMEM;
-    *p = q;
-    *cap = n;
-    return 0;
+    return slm_grow_array(p, cap, need, elem, 16);
 }
 
 static uint64_t mix64(uint64_t x)

@@ -979,17 +979,7 @@ static void enc_put(struct enc *e, tok_id id)
 
 static int grow(void **p, size_t *cap, size_t need, size_t elem)
 {
-    size_t n = *cap ? *cap : 64, bytes;
-
-    if (need <= *cap) return 0;
-    while (n < need)
-        if (!slm_mul_size(n, 2, &n)) return SLM_ENOMEM;
-    if (!slm_mul_size(n, elem, &bytes)) return SLM_ENOMEM;
-    void *q = slm_realloc(*p, bytes);
-    if (q == NULL) return SLM_ENOMEM;
-    *p = q;
-    *cap = n;
-    return 0;
+    return slm_grow_array(p, cap, need, elem, 64);
 }
 
 static int enc_reserve_symbols(struct enc *e, size_t n)

@@ -162,3 +162,24 @@ TEST(utf8_encode_round_trips)
         ASSERT(slm_utf8_valid(b, n));
     }
 }
+
+TEST(grow_array_doubles_and_refuses_overflow)
+{
+    int *a = NULL;
+    size_t cap = 0;
+    void *p;
+
+    ASSERT_OK(slm_grow_array((void **)&a, &cap, 5, sizeof(*a), 4));
+    ASSERT_EQ_SIZE(cap, 8);
+    a[7] = 1;
+    ASSERT_OK(slm_grow_array((void **)&a, &cap, 8, sizeof(*a), 4)); /* fits: unchanged */
+    ASSERT_EQ_SIZE(cap, 8);
+    p = a;
+    ASSERT_ERR(slm_grow_array((void **)&a, &cap, SIZE_MAX / 2, sizeof(*a), 4), SLM_ENOMEM);
+    ASSERT(a == p && cap == 8 && a[7] == 1);
+    slm_alloc_fail_at(1);
+    ASSERT_ERR(slm_grow_array((void **)&a, &cap, 9, sizeof(*a), 4), SLM_ENOMEM);
+    slm_alloc_fail_at(0);
+    ASSERT(a == p && cap == 8);
+    slm_free(a);
+}
