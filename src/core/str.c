@@ -4,9 +4,11 @@
 #include "core/str.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 int slm_parse_u64(const char *s, uint64_t *out)
 {
@@ -83,6 +85,26 @@ int slm_parse_size(const char *s, uint64_t *out)
     if (shift > 0 && v > (UINT64_MAX >> shift)) return SLM_ERANGE;
     *out = (uint64_t)v << shift;
     return 0;
+}
+
+long slm_read_file_long(const char *path, long max)
+{
+    char buf[32];
+    ssize_t n;
+    long v = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) return -1;
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++) {
+        long d = buf[i] - '0';
+
+        if (v > (max - d) / 10) return -1;
+        v = v * 10 + d;
+    }
+    return v;
 }
 
 uint64_t slm_now_ns(void)

@@ -18,6 +18,12 @@ SLM_NODISCARD int slm_parse_i64(const char *s, int64_t *out);
 SLM_NODISCARD int slm_parse_double(const char *s, double *out);
 /* Parses "512", "64K", "1M", "2G" (powers of 1024) into bytes. */
 SLM_NODISCARD int slm_parse_size(const char *s, uint64_t *out);
+/*
+ * Reads the leading decimal digits of a small file (sysfs, /proc/sys) as a
+ * number (0 if it starts with no digit); -1 if the file cannot be read or
+ * is empty, or if the value exceeds max.
+ */
+long slm_read_file_long(const char *path, long max);
 /* Monotonic clock in nanoseconds. */
 uint64_t slm_now_ns(void);
 /* True if s[0..len) is valid UTF-8 (no overlongs, no surrogates). */

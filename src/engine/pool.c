@@ -277,26 +277,6 @@ bool pool_chunk_next(struct pool_chunks *c, size_t *begin, size_t *end)
     return true;
 }
 
-/* Reads a small decimal integer from a sysfs file; -1 on any failure. */
-static long read_sysfs_long(const char *path)
-{
-    char buf[32];
-    ssize_t n;
-    long v = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-    if (fd < 0) return -1;
-    n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0) return -1;
-    buf[n] = '\0';
-    for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++) {
-        v = v * 10 + (buf[i] - '0');
-        if (v > 1000000) return -1;
-    }
-    return v;
-}
-
 /*
  * Returns the number of distinct physical cores (package, core id) among the
  * CPUs this process may run on; the CPU count if sysfs does not say; at least
@@ -319,10 +299,10 @@ unsigned pool_default_threads(void)
 
         if (!CPU_ISSET(cpu, &set)) continue;
         snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu%d/topology/core_id", cpu);
-        core = read_sysfs_long(path);
+        core = slm_read_file_long(path, 1000000);
         snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu%d/topology/physical_package_id",
                  cpu);
-        pkg = read_sysfs_long(path);
+        pkg = slm_read_file_long(path, 1000000);
         if (core < 0 || pkg < 0 || n_seen == SLM_ARRAY_LEN(seen)) {
             n_seen = 0;
             break;

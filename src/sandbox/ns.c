@@ -2,6 +2,7 @@
  * ns.c - namespaces: clone into them, write the id maps, explain failures,
  * bring up the loopback interface of a fresh network namespace.
  */
+#include <limits.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
@@ -13,6 +14,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "core/str.h"
 #include "sandbox/sandbox_int.h"
 
 /*
@@ -76,23 +78,6 @@ int sandbox__write_idmaps(pid_t pid, uid_t uid, gid_t gid, bool privileged, stru
     return 0;
 }
 
-/* Reads a small integer sysctl; returns -1 if absent or unreadable. */
-static long ns_read_sysctl(const char *path)
-{
-    char buf[32];
-    ssize_t n;
-    long v = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-    if (fd < 0) return -1;
-    n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0) return -1;
-    for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++)
-        v = v * 10 + (buf[i] - '0');
-    return v;
-}
-
 /*
  * Turns the errno of a failed clone(CLONE_NEWUSER | ...) into a message that
  * names the cause and the way around it. Returns SLM_EPERM (not allowed here)
@@ -100,9 +85,10 @@ static long ns_read_sysctl(const char *path)
  */
 int sandbox__userns_explain(int err, struct slm_diag *d)
 {
-    long max_ns = ns_read_sysctl("/proc/sys/user/max_user_namespaces");
-    long unpriv = ns_read_sysctl("/proc/sys/kernel/unprivileged_userns_clone");
-    long apparmor = ns_read_sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns");
+    long max_ns = slm_read_file_long("/proc/sys/user/max_user_namespaces", LONG_MAX);
+    long unpriv = slm_read_file_long("/proc/sys/kernel/unprivileged_userns_clone", LONG_MAX);
+    long apparmor =
+        slm_read_file_long("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", LONG_MAX);
 
     if (max_ns == 0)
         return slm_diag_set(d, SLM_EPERM,

@@ -2,6 +2,7 @@
  * test_core.c - core helpers: buffers, JSON writer, number parsing, UTF-8,
  * overflow checks, fault injection, the PRNG.
  */
+#include <limits.h>
 #include <math.h>
 
 #include "core/alloc.h"
@@ -182,4 +183,32 @@ TEST(grow_array_doubles_and_refuses_overflow)
     slm_alloc_fail_at(0);
     ASSERT(a == p && cap == 8);
     slm_free(a);
+}
+
+static void write_small(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+
+    ASSERT_NOT_NULL(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+TEST(read_file_long_bounds)
+{
+    char path[512];
+
+    snprintf(path, sizeof(path), "%s/n", t_tmpdir());
+    write_small(path, "42\n");
+    ASSERT_EQ_INT(slm_read_file_long(path, 1000000), 42);
+    write_small(path, "1000001\n");
+    ASSERT_EQ_INT(slm_read_file_long(path, 1000000), -1);
+    write_small(path, "99999999999999999999999999\n"); /* would overflow a long */
+    ASSERT_EQ_INT(slm_read_file_long(path, LONG_MAX), -1);
+    write_small(path, "abc");
+    ASSERT_EQ_INT(slm_read_file_long(path, 10), 0);
+    write_small(path, "");
+    ASSERT_EQ_INT(slm_read_file_long(path, 10), -1);
+    snprintf(path, sizeof(path), "%s/absent", t_tmpdir());
+    ASSERT_EQ_INT(slm_read_file_long(path, 10), -1);
 }
