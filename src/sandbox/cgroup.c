@@ -163,20 +163,9 @@ static int cg_read_file(const char *path, struct slm_buf *b)
 static int cg_write(const char *dir, const char *file, const char *value)
 {
     char path[SLM_LIMIT_SANDBOX_PATH + 64];
-    size_t len = strlen(value);
-    ssize_t n;
-    int fd, err = 0;
 
     snprintf(path, sizeof(path), "%s/%s", dir, file);
-    fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return -errno;
-    n = write(fd, value, len);
-    if (n < 0)
-        err = -errno;
-    else if ((size_t)n != len)
-        err = -EIO;
-    close(fd);
-    return err;
+    return sandbox__write_file(path, value);
 }
 
 /* Reads "key N" from dir/file (N for key, or the first number if key is NULL). */

@@ -28,15 +28,13 @@ pid_t sandbox__clone(unsigned long flags)
     return (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
 }
 
-/* Writes s to /proc/PID/file; returns 0 or -errno. */
-static int ns_proc_write(pid_t pid, const char *file, const char *s)
+/* Writes all of s to the existing file at path (procfs, cgroupfs): 0 or -errno. */
+int sandbox__write_file(const char *path, const char *s)
 {
-    char path[64];
     size_t len = strlen(s);
     ssize_t n;
     int fd, err = 0;
 
-    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
     fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0) return -errno;
     n = write(fd, s, len);
@@ -46,6 +44,15 @@ static int ns_proc_write(pid_t pid, const char *file, const char *s)
         err = -EIO;
     close(fd);
     return err;
+}
+
+/* Writes s to /proc/PID/file; returns 0 or -errno. */
+static int ns_proc_write(pid_t pid, const char *file, const char *s)
+{
+    char path[64];
+
+    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+    return sandbox__write_file(path, s);
 }
 
 /*

@@ -139,6 +139,8 @@ void sandbox__mount_setup(const struct sandbox__child *c);
 
 /* clone(2) with flags | SIGCHLD, fork semantics; returns the pid, 0 in the child, -1. */
 pid_t sandbox__clone(unsigned long flags);
+/* Writes all of s to the existing file at path (procfs, cgroupfs): 0 or -errno. */
+int sandbox__write_file(const char *path, const char *s);
 
 /* Writes the uid/gid maps of pid (identity map of uid and gid). */
 SLM_NODISCARD int sandbox__write_idmaps(pid_t pid, uid_t uid, gid_t gid, bool privileged,
