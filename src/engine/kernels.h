@@ -63,6 +63,17 @@ struct kernel_ops {
     void (*axpy_f32)(size_t n, float a, const float *x, float *y);
     /* y[i] += a * x[i], x in f16 (attention values from an F16 KV cache) */
     void (*axpy_f16)(size_t n, float a, const uint16_t *x, float *y);
+    /*
+     * Decode attention over an F16 KV cache, the way llama.cpp's flash
+     * attention does it (so the rounding is the same): the query rounded to
+     * F16, scores by dot_f16, the output accumulated in F16.
+     * dot_f16: sum of a[i] * b[i], a and b F16, in the order of the table's
+     * instruction set (every product is exact in F32).
+     * scale_f16: y[i] = f16(y[i] * s).  mad_f16: y[i] = f16(fma(x[i], a, y[i])).
+     */
+    float (*dot_f16)(const uint16_t *a, const uint16_t *b, size_t n);
+    void (*scale_f16)(size_t n, float s, uint16_t *y);
+    void (*mad_f16)(size_t n, float a, const uint16_t *x, uint16_t *y);
     /* y[i] = f16(x[i]) and back, n elements */
     void (*f32_to_f16)(const float *x, uint16_t *y, size_t n);
     void (*f16_to_f32)(const uint16_t *x, float *y, size_t n);

@@ -769,6 +769,59 @@ static void axpy_f16(size_t n, float a, const uint16_t *x, float *y)
         y[i] = fmaf(a, _cvtsh_ss(x[i]), y[i]);
 }
 
+/*
+ * Accumulates like llama.cpp's ggml_vec_dot_f16 on AVX2: 4 accumulators of
+ * 8 lanes over steps of 32, accumulators (0 + 2) and (1 + 3) added, then the
+ * two; the last 8-lane sum (hsum8) may round differently from ggml's hadd
+ * pair. The tail in double.
+ */
+static float dot_f16(const uint16_t *a, const uint16_t *b, size_t n)
+{
+    const uint8_t *pa = (const uint8_t *)a, *pb = (const uint8_t *)b;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    size_t n32 = n & ~(size_t)31;
+    double sum;
+
+    for (size_t i = 0; i < n32; i += 32) {
+        s0 = _mm256_fmadd_ps(load_f16(pa, i), load_f16(pb, i), s0);
+        s1 = _mm256_fmadd_ps(load_f16(pa, i + 8), load_f16(pb, i + 8), s1);
+        s2 = _mm256_fmadd_ps(load_f16(pa, i + 16), load_f16(pb, i + 16), s2);
+        s3 = _mm256_fmadd_ps(load_f16(pa, i + 24), load_f16(pb, i + 24), s3);
+    }
+    sum = (double)hsum8(_mm256_add_ps(_mm256_add_ps(s0, s2), _mm256_add_ps(s1, s3)));
+    for (size_t i = n32; i < n; i++)
+        sum += (double)(h2f(a[i]) * h2f(b[i]));
+    return (float)sum;
+}
+
+static void scale_f16(size_t n, float s, uint16_t *y)
+{
+    __m256 vs = _mm256_set1_ps(s);
+    size_t i = 0;
+
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i),
+                         _mm256_cvtps_ph(_mm256_mul_ps(load_f16((const uint8_t *)y, i), vs),
+                                         _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++)
+        y[i] = _cvtss_sh(h2f(y[i]) * s, _MM_FROUND_TO_NEAREST_INT);
+}
+
+static void mad_f16(size_t n, float a, const uint16_t *x, uint16_t *y)
+{
+    __m256 va = _mm256_set1_ps(a);
+    size_t i = 0;
+
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i),
+                         _mm256_cvtps_ph(_mm256_fmadd_ps(load_f16((const uint8_t *)x, i), va,
+                                                         load_f16((const uint8_t *)y, i)),
+                                         _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++)
+        y[i] = _cvtss_sh(fmaf(h2f(x[i]), a, h2f(y[i])), _MM_FROUND_TO_NEAREST_INT);
+}
+
 static void f16_to_f32(const uint16_t *x, float *y, size_t n)
 {
     size_t i = 0;
@@ -817,6 +870,9 @@ const struct kernel_ops kernels_avx2 = {
     .dot_f32_f16 = dot_f32_f16,
     .axpy_f32 = axpy_f32,
     .axpy_f16 = axpy_f16,
+    .dot_f16 = dot_f16,
+    .scale_f16 = scale_f16,
+    .mad_f16 = mad_f16,
     .f32_to_f16 = f32_to_f16,
     .f16_to_f32 = f16_to_f32,
 };

@@ -966,6 +966,69 @@ static void axpy_f16(size_t n, float a, const uint16_t *x, float *y)
     }
 }
 
+/* As llama.cpp's ggml_vec_dot_f16 on AVX-512 (see kernels_scalar.c). */
+static float dot_f16(const uint16_t *a, const uint16_t *b, size_t n)
+{
+    const uint8_t *pa = (const uint8_t *)a, *pb = (const uint8_t *)b;
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    __m512 s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+    size_t n64 = n & ~(size_t)63;
+    double sum;
+
+    for (size_t i = 0; i < n64; i += 64) {
+        s0 = _mm512_fmadd_ps(load_f16(pa, i), load_f16(pb, i), s0);
+        s1 = _mm512_fmadd_ps(load_f16(pa, i + 16), load_f16(pb, i + 16), s1);
+        s2 = _mm512_fmadd_ps(load_f16(pa, i + 32), load_f16(pb, i + 32), s2);
+        s3 = _mm512_fmadd_ps(load_f16(pa, i + 48), load_f16(pb, i + 48), s3);
+    }
+    sum = (double)_mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s2), _mm512_add_ps(s1, s3)));
+    for (size_t i = n64; i < n; i++)
+        sum += (double)(h2f(a[i]) * h2f(b[i]));
+    return (float)sum;
+}
+
+INLINE void store_f16(uint16_t *p, __m512 v)
+{
+    _mm256_storeu_si256((__m256i *)p, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+}
+
+INLINE void store_f16_mask(uint16_t *p, __m512 v, __mmask16 m)
+{
+    _mm256_mask_storeu_epi16(p, m, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+}
+
+static void scale_f16(size_t n, float s, uint16_t *y)
+{
+    __m512 vs = _mm512_set1_ps(s);
+    size_t i = 0;
+
+    for (; i + 16 <= n; i += 16)
+        store_f16(y + i, _mm512_mul_ps(load_f16((const uint8_t *)y, i), vs));
+    if (i < n) {
+        __mmask16 m = mask16(n - i);
+
+        store_f16_mask(y + i, _mm512_mul_ps(load_f16_mask((const uint8_t *)y, i, m), vs), m);
+    }
+}
+
+static void mad_f16(size_t n, float a, const uint16_t *x, uint16_t *y)
+{
+    __m512 va = _mm512_set1_ps(a);
+    size_t i = 0;
+
+    for (; i + 16 <= n; i += 16)
+        store_f16(y + i, _mm512_fmadd_ps(load_f16((const uint8_t *)x, i), va,
+                                         load_f16((const uint8_t *)y, i)));
+    if (i < n) {
+        __mmask16 m = mask16(n - i);
+
+        store_f16_mask(y + i,
+                       _mm512_fmadd_ps(load_f16_mask((const uint8_t *)x, i, m), va,
+                                       load_f16_mask((const uint8_t *)y, i, m)),
+                       m);
+    }
+}
+
 static void f16_to_f32(const uint16_t *x, float *y, size_t n)
 {
     size_t i = 0;
@@ -1017,6 +1080,9 @@ const struct kernel_ops kernels_avx512 = {
     .dot_f32_f16 = dot_f32_f16,
     .axpy_f32 = axpy_f32,
     .axpy_f16 = axpy_f16,
+    .dot_f16 = dot_f16,
+    .scale_f16 = scale_f16,
+    .mad_f16 = mad_f16,
     .f32_to_f16 = f32_to_f16,
     .f16_to_f32 = f16_to_f32,
 };

@@ -453,6 +453,47 @@ static void axpy_f16(size_t n, float a, const uint16_t *x, float *y)
         y[i] += a * fp16_to_f32(x[i]);
 }
 
+/*
+ * a . b for F16 a and b (every product exact in F32), summed in the order of
+ * the AVX-512 kernel (llama.cpp's ggml_vec_dot_f16 on AVX-512): 64 lanes,
+ * lane i accumulating elements i, i + 64, ...; lanes (i, i + 32) and
+ * (i + 16, i + 48) added, then the two results, then the 16 lanes halved
+ * three times (the _mm512_reduce_add_ps tree); the tail beyond a multiple of
+ * 64 in double. So this reference and the AVX-512 kernel agree bit for bit.
+ */
+static float dot_f16(const uint16_t *a, const uint16_t *b, size_t n)
+{
+    float acc[64] = { 0 }, v[16];
+    size_t n64 = n & ~(size_t)63;
+    double sum;
+
+    for (size_t blk = 0; blk < n64; blk += 64)
+        for (size_t i = 0; i < 64; i++)
+            acc[i] += fp16_to_f32(a[blk + i]) * fp16_to_f32(b[blk + i]);
+    for (size_t i = 0; i < 16; i++)
+        v[i] = (acc[i] + acc[i + 32]) + (acc[i + 16] + acc[i + 48]);
+    for (size_t i = 0; i < 8; i++)
+        v[i] += v[i + 8];
+    for (size_t i = 0; i < 4; i++)
+        v[i] += v[i + 4];
+    sum = (double)((v[0] + v[2]) + (v[1] + v[3]));
+    for (size_t i = n64; i < n; i++)
+        sum += (double)(fp16_to_f32(a[i]) * fp16_to_f32(b[i]));
+    return (float)sum;
+}
+
+static void scale_f16(size_t n, float s, uint16_t *y)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = f32_to_fp16(fp16_to_f32(y[i]) * s);
+}
+
+static void mad_f16(size_t n, float a, const uint16_t *x, uint16_t *y)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = f32_to_fp16(fmaf(fp16_to_f32(x[i]), a, fp16_to_f32(y[i])));
+}
+
 static void f32_to_f16(const float *x, uint16_t *y, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -503,6 +544,9 @@ const struct kernel_ops kernels_scalar = {
     .dot_f32_f16 = dot_f32_f16,
     .axpy_f32 = axpy_f32,
     .axpy_f16 = axpy_f16,
+    .dot_f16 = dot_f16,
+    .scale_f16 = scale_f16,
+    .mad_f16 = mad_f16,
     .f32_to_f16 = f32_to_f16,
     .f16_to_f32 = f16_to_f32,
 };

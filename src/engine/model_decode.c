@@ -358,9 +358,8 @@ static void row_qk(struct model_context *c, size_t t)
  * per-position online softmax (M, S in F32, expf); the unnormalized output is
  * an F16 vector: on a new maximum it is scaled by expf(Mold - M) and rounded
  * to F16, then each v is added with an F32 multiply-add (v * w + acc) rounded
- * to F16; at the end it is multiplied by 1 / S in F32. The F16 vector is kept
- * as F32 values that are always F16-representable (the round trip through
- * f32_to_f16/f16_to_f32 rounds exactly like storing to F16).
+ * to F16; at the end it is multiplied by 1 / S in F32. The kernels' dot_f16,
+ * scale_f16 and mad_f16 do each step in one pass over head_dim.
  *
  * attend_f32 (batches of ATT_TILE_ROWS tokens or more; ggml's tiled path):
  * q in F32, blocks of ATT_CHUNK positions, the block maximum rescales the F32
@@ -402,36 +401,6 @@ static void attend_f32(struct model_context *c, const float *q, const uint16_t *
     }
 }
 
-/*
- * q . k for q and k holding F16 values (so every product is exact in F32),
- * summed in the order of ggml_vec_dot_f16 on AVX-512: 64 lanes, lane i
- * accumulating elements i, i + 64, ...; lanes (i, i + 32) and (i + 16,
- * i + 48) added, then the two results, then the 16 lanes halved three times
- * (the _mm512_reduce_add_ps tree); the tail beyond a multiple of 64 in double.
- */
-static float dot_ggml_f16(const float *q, const float *k, size_t n)
-{
-    float acc[64] = { 0 }, v[16];
-    size_t n64 = n & ~(size_t)63;
-    double sum;
-
-    for (size_t b = 0; b < n64; b += 64)
-        for (size_t i = 0; i < 64; i++) {
-            float p = q[b + i] * k[b + i];
-            acc[i] += p;
-        }
-    for (size_t i = 0; i < 16; i++)
-        v[i] = (acc[i] + acc[i + 32]) + (acc[i + 16] + acc[i + 48]);
-    for (size_t i = 0; i < 8; i++)
-        v[i] += v[i + 8];
-    for (size_t i = 0; i < 4; i++)
-        v[i] += v[i + 4];
-    sum = (double)((v[0] + v[2]) + (v[1] + v[3]));
-    for (size_t i = n64; i < n; i++)
-        sum += (double)(q[i] * k[i]);
-    return (float)sum;
-}
-
 static void attend_f16(struct model_context *c, const float *q, const uint16_t *K,
                        const uint16_t *V, size_t n, float *out, float *scores)
 {
@@ -439,39 +408,31 @@ static void attend_f16(struct model_context *c, const float *q, const uint16_t *
     size_t hd = c->m->hp.head_dim;
     float scale = 1.0f / sqrtf((float)hd);
     float mx = -INFINITY, l = 0.0f;
-    float *qr = scores + ATT_CHUNK;        /* q rounded to F16 [hd] */
-    float *kf = qr + hd;                   /* one key row in F32 [hd] */
-    uint16_t *h16 = (uint16_t *)(kf + hd); /* F16 staging [hd] */
+    uint16_t *q16 = (uint16_t *)(scores + ATT_CHUNK); /* q rounded to F16 [hd] */
+    uint16_t *acc = q16 + hd;                         /* the F16 accumulator [hd] */
 
-    k->f32_to_f16(q, h16, hd);
-    k->f16_to_f32(h16, qr, hd);
-    memset(out, 0, hd * sizeof(float));
+    k->f32_to_f16(q, q16, hd);
+    memset(acc, 0, hd * sizeof(uint16_t));
     for (size_t j0 = 0; j0 < n; j0 += ATT_CHUNK) {
         size_t cnt = n - j0 < ATT_CHUNK ? n - j0 : ATT_CHUNK;
 
-        for (size_t j = 0; j < cnt; j++) {
-            k->f16_to_f32(K + (j0 + j) * hd, kf, hd);
-            scores[j] = dot_ggml_f16(qr, kf, hd) * scale;
-        }
+        for (size_t j = 0; j < cnt; j++)
+            scores[j] = k->dot_f16(q16, K + (j0 + j) * hd, hd) * scale;
         for (size_t j = 0; j < cnt; j++) {
             float s = scores[j], ms = 1.0f, w = 1.0f;
 
             if (s > mx) {
                 ms = expf(mx - s); /* 0 on the first position */
                 mx = s;
-                for (size_t i = 0; i < hd; i++)
-                    out[i] *= ms;
-                k->f32_to_f16(out, h16, hd);
-                k->f16_to_f32(h16, out, hd);
+                k->scale_f16(hd, ms, acc);
             } else {
                 w = expf(s - mx);
             }
-            k->axpy_f16(hd, w, V + (j0 + j) * hd, out);
-            k->f32_to_f16(out, h16, hd);
-            k->f16_to_f32(h16, out, hd);
+            k->mad_f16(hd, w, V + (j0 + j) * hd, acc);
             l = fmaf(l, ms, w);
         }
     }
+    k->f16_to_f32(acc, out, hd);
     if (l > 0.0f) {
         float inv = 1.0f / l;
         for (size_t i = 0; i < hd; i++)

@@ -550,6 +550,72 @@ TEST(kernels_avx512_helpers_match_scalar)
     check_helpers("avx512");
 }
 
+/*
+ * Decode-attention helpers over F16: dot_f16 sums like llama.cpp on each
+ * instruction set, so AVX-512 must equal the scalar reference (which follows
+ * the AVX-512 order) bit for bit and AVX2 within the dot tolerance; scale_f16
+ * and mad_f16 round one F32 result to F16, so every table gives the same
+ * bits. The reference itself is checked against a double sum.
+ */
+static void check_attn_f16(const char *name, bool same_order)
+{
+    const struct kernel_ops *k = table_or_skip(name);
+    struct slm_rng r;
+    uint16_t *a = slm_xmalloc(600 * sizeof(uint16_t)), *b = slm_xmalloc(600 * sizeof(uint16_t));
+    uint16_t *y1 = slm_xmalloc(600 * sizeof(uint16_t)), *y2 = slm_xmalloc(600 * sizeof(uint16_t));
+
+    slm_rng_seed(&r, 29);
+    for (size_t n = 0; n <= 520; n += n < 140 ? 1 : 57) {
+        uint16_t *as = a + 1, *bs = b + 3;
+        double exact = 0, mag = 0;
+        float s = 0.5f + slm_rng_float(&r), w = slm_rng_normal(&r);
+        float ref, got;
+
+        for (size_t i = 0; i < n; i++) {
+            as[i] = f32_to_fp16(slm_rng_normal(&r));
+            bs[i] = f32_to_fp16(4 * slm_rng_normal(&r));
+            exact += (double)fp16_to_f32(as[i]) * fp16_to_f32(bs[i]);
+            mag += fabs((double)fp16_to_f32(as[i]) * fp16_to_f32(bs[i]));
+        }
+        ref = kernels_scalar.dot_f16(as, bs, n);
+        got = k->dot_f16(as, bs, n);
+        ASSERT_NEAR(ref, exact, 1e-5 * mag + 1e-30);
+        if (same_order)
+            ASSERT(memcmp(&ref, &got, sizeof(float)) == 0);
+        else
+            expect_close("dot_f16", TENSOR_TYPE_F16, n, got, ref, 1e-5 * mag + 1e-30);
+
+        memcpy(y1, bs, n * sizeof(uint16_t));
+        memcpy(y2, bs, n * sizeof(uint16_t));
+        y1[n] = y2[n] = 0x1234;
+        kernels_scalar.scale_f16(n, s, y1);
+        k->scale_f16(n, s, y2);
+        ASSERT_EQ_INT(y2[n], 0x1234);
+        ASSERT(memcmp(y1, y2, n * sizeof(uint16_t)) == 0);
+        for (size_t i = 0; i < n; i++)
+            ASSERT_EQ_INT(y1[i], f32_to_fp16(fp16_to_f32(bs[i]) * s));
+
+        kernels_scalar.mad_f16(n, w, as, y1);
+        k->mad_f16(n, w, as, y2);
+        ASSERT_EQ_INT(y2[n], 0x1234);
+        ASSERT(memcmp(y1, y2, n * sizeof(uint16_t)) == 0);
+    }
+    slm_free(a);
+    slm_free(b);
+    slm_free(y1);
+    slm_free(y2);
+}
+
+TEST(kernels_avx2_attention_f16_matches_scalar)
+{
+    check_attn_f16("avx2", false);
+}
+
+TEST(kernels_avx512_attention_f16_matches_scalar_bitwise)
+{
+    check_attn_f16("avx512", true);
+}
+
 /* ---- E02: NaN, infinity, subnormals ---- */
 
 static void check_nonfinite(const char *name)
