@@ -74,10 +74,31 @@ struct kernel_ops {
     float (*dot_f16)(const uint16_t *a, const uint16_t *b, size_t n);
     void (*scale_f16)(size_t n, float s, uint16_t *y);
     void (*mad_f16)(size_t n, float a, const uint16_t *x, uint16_t *y);
+    /*
+     * Causal attention of nr query rows sharing one KV head, in F32 (prompt
+     * processing): for r < nr,
+     *   out[r] = sum over j < n[r] of softmax_j(q[r] . K[j] * scale) V[j],
+     * K and V [n_max][hd] F16 rows; hd a multiple of 16, nr <= KERNELS_ATTN_ROWS;
+     * work: kernels_attn_work_floats(hd) floats, 64-byte aligned. NULL in
+     * tables without one (the caller then goes row by row with dot_f32_f16).
+     */
+    void (*attn_tile)(size_t hd, size_t nr, const float *const *q, float *const *out,
+                      const int32_t *n, const uint16_t *K, const uint16_t *V, float scale,
+                      float *work);
     /* y[i] = f16(x[i]) and back, n elements */
     void (*f32_to_f16)(const float *x, uint16_t *y, size_t n);
     void (*f16_to_f32)(const uint16_t *x, float *y, size_t n);
 };
+
+/* Query rows per attn_tile call, and key positions per inner tile. */
+#define KERNELS_ATTN_ROWS 64
+#define KERNELS_ATTN_KV   64
+
+/* Floats of scratch attn_tile needs for head dimension hd. */
+static inline size_t kernels_attn_work_floats(size_t hd)
+{
+    return 2 * hd * KERNELS_ATTN_KV + KERNELS_ATTN_ROWS * (KERNELS_ATTN_KV + 2);
+}
 
 /* The activation type weights of type t are multiplied with; COUNT if none. */
 enum tensor_type kernels_vec_dot_type(enum tensor_type t);

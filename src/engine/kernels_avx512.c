@@ -1042,6 +1042,243 @@ static void f16_to_f32(const uint16_t *x, float *y, size_t n)
     }
 }
 
+/* ======================= prompt attention (attn_tile) ======================= */
+
+/*
+ * e^x for x <= 0, to about 1 ulp: x = k ln2 + r with |r| <= ln2 / 2 (ln2 in
+ * two parts so k ln2 is exact), e^r by its Taylor series to r^7 (truncation
+ * below 1e-8 relative), times 2^k by vscalefps. Below -88 the result is 0 or
+ * subnormal; callers mask positions that must be exactly 0.
+ */
+INLINE __m512 exp_neg(__m512 x)
+{
+    __m512 k, r, p;
+
+    x = _mm512_max_ps(x, _mm512_set1_ps(-88.0f));
+    k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(1.428606765330187e-06f), r);
+    p = _mm512_set1_ps(1.0f / 5040);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, k);
+}
+
+/* Transposes the 16 x 16 matrix whose rows are r[0..15], in place. */
+INLINE void transpose16(__m512 r[16])
+{
+    __m512 t[16];
+
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 2; i++)
+        for (int m = 0; m < 4; m++) {
+            t[8 * i + m] = _mm512_shuffle_f32x4(r[8 * i + m], r[8 * i + 4 + m], 0x88);
+            t[8 * i + 4 + m] = _mm512_shuffle_f32x4(r[8 * i + m], r[8 * i + 4 + m], 0xdd);
+        }
+    for (int m = 0; m < 8; m++) {
+        r[m] = _mm512_shuffle_f32x4(t[m], t[8 + m], 0x88);
+        r[8 + m] = _mm512_shuffle_f32x4(t[m], t[8 + m], 0xdd);
+    }
+}
+
+/* kt[d][j] = K[j][d] for j < cnt, 0 for cnt <= j < KERNELS_ATTN_KV. */
+static void attn_load_kt(size_t hd, size_t cnt, const uint16_t *K, float *kt)
+{
+    for (size_t pb = 0; pb < KERNELS_ATTN_KV; pb += 16)
+        for (size_t db = 0; db < hd; db += 16) {
+            __m512 r[16];
+
+            for (size_t i = 0; i < 16; i++)
+                r[i] = pb + i < cnt ? _mm512_cvtph_ps(_mm256_loadu_si256(
+                                          (const __m256i *)(K + (pb + i) * hd + db)))
+                                    : _mm512_setzero_ps();
+            transpose16(r);
+            for (size_t i = 0; i < 16; i++)
+                _mm512_store_ps(kt + (db + i) * KERNELS_ATTN_KV + pb, r[i]);
+        }
+}
+
+/* S[r][j] = (q[r] . K[j]) * scale for R rows and the tile's 64 positions. */
+INLINE void attn_qk(const int R, size_t hd, const float *const *q, const float *kt, float scale,
+                    float *S)
+{
+    __m512 acc[4][4];
+
+    for (int r = 0; r < R; r++)
+        for (int p = 0; p < 4; p++)
+            acc[r][p] = _mm512_setzero_ps();
+    for (size_t d = 0; d < hd; d++) {
+        const float *kd = kt + d * KERNELS_ATTN_KV;
+        __m512 kv[4];
+
+        for (int p = 0; p < 4; p++)
+            kv[p] = _mm512_load_ps(kd + 16 * p);
+        for (int r = 0; r < R; r++) {
+            __m512 qb = _mm512_set1_ps(q[r][d]);
+
+            for (int p = 0; p < 4; p++)
+                acc[r][p] = _mm512_fmadd_ps(qb, kv[p], acc[r][p]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int p = 0; p < 4; p++)
+            _mm512_store_ps(S + r * KERNELS_ATTN_KV + 16 * p,
+                            _mm512_mul_ps(acc[r][p], _mm512_set1_ps(scale)));
+}
+
+/* out[r][d0 .. d0 + 16 W) += sum over j < cnt of P[r][j] * vf[j][...]. */
+INLINE void attn_pv(const int R, const int W, size_t hd, size_t d0, size_t cnt, const float *P,
+                    const float *vf, float *const *out)
+{
+    __m512 acc[4][4];
+
+    for (int r = 0; r < R; r++)
+        for (int w = 0; w < W; w++)
+            acc[r][w] = _mm512_loadu_ps(out[r] + d0 + 16 * w);
+    for (size_t j = 0; j < cnt; j++) {
+        const float *vj = vf + j * hd + d0;
+        __m512 vv[4];
+
+        for (int w = 0; w < W; w++)
+            vv[w] = _mm512_load_ps(vj + 16 * w);
+        for (int r = 0; r < R; r++) {
+            __m512 pb = _mm512_set1_ps(P[r * KERNELS_ATTN_KV + j]);
+
+            for (int w = 0; w < W; w++)
+                acc[r][w] = _mm512_fmadd_ps(pb, vv[w], acc[r][w]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int w = 0; w < W; w++)
+            _mm512_storeu_ps(out[r] + d0 + 16 * w, acc[r][w]);
+}
+
+/* The four row counts as compile-time constants. */
+#define ATTN_ROWS_SWITCH(R, CALL) \
+    switch (R) {                  \
+    case 1:                       \
+        CALL(1);                  \
+        break;                    \
+    case 2:                       \
+        CALL(2);                  \
+        break;                    \
+    case 3:                       \
+        CALL(3);                  \
+        break;                    \
+    default:                      \
+        CALL(4);                  \
+        break;                    \
+    }
+
+/*
+ * Online softmax over one tile for row r: new maximum, rescaling of the
+ * output row and the sum, S row replaced by the weights (0 past the row's
+ * last position or the tile's end).
+ */
+static void attn_softmax_row(size_t hd, size_t valid, float *S, float *M, float *L, float *out)
+{
+    __m512 mx = _mm512_set1_ps(-INFINITY), sum = _mm512_setzero_ps();
+    __mmask16 m[4];
+    float mnew;
+
+    for (int p = 0; p < 4; p++) {
+        size_t lo = 16 * (size_t)p;
+
+        m[p] = valid >= lo + 16 ? (__mmask16)0xffff : valid > lo ? mask16(valid - lo) : 0;
+        mx = _mm512_mask_max_ps(mx, m[p], mx, _mm512_load_ps(S + lo));
+    }
+    mnew = _mm512_reduce_max_ps(mx);
+    if (mnew > *M) {
+        float corr = expf(*M - mnew); /* 0 on the first tile */
+        __m512 vc = _mm512_set1_ps(corr);
+
+        for (size_t i = 0; i < hd; i += 16)
+            _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_loadu_ps(out + i), vc));
+        *L *= corr;
+        *M = mnew;
+    }
+    for (int p = 0; p < 4; p++) {
+        __m512 e = _mm512_maskz_mov_ps(
+            m[p], exp_neg(_mm512_sub_ps(_mm512_load_ps(S + 16 * p), _mm512_set1_ps(*M))));
+
+        sum = _mm512_add_ps(sum, e);
+        _mm512_store_ps(S + 16 * p, e);
+    }
+    *L += _mm512_reduce_add_ps(sum);
+}
+
+static void attn_tile(size_t hd, size_t nr, const float *const *q, float *const *out,
+                      const int32_t *n, const uint16_t *K, const uint16_t *V, float scale,
+                      float *work)
+{
+    float *kt = work, *vf = kt + hd * KERNELS_ATTN_KV, *S = vf + KERNELS_ATTN_KV * hd;
+    float *M = S + KERNELS_ATTN_ROWS * KERNELS_ATTN_KV, *L = M + KERNELS_ATTN_ROWS;
+    size_t n_max = 0;
+
+    for (size_t r = 0; r < nr; r++) {
+        M[r] = -INFINITY;
+        L[r] = 0.0f;
+        memset(out[r], 0, hd * sizeof(float));
+        if ((size_t)n[r] > n_max) n_max = (size_t)n[r];
+    }
+    for (size_t j0 = 0; j0 < n_max; j0 += KERNELS_ATTN_KV) {
+        size_t cnt = n_max - j0 < KERNELS_ATTN_KV ? n_max - j0 : KERNELS_ATTN_KV;
+
+        attn_load_kt(hd, cnt, K + j0 * hd, kt);
+        f16_to_f32(V + j0 * hd, vf, cnt * hd);
+        for (size_t rb = 0; rb < nr; rb += 4) {
+#define QK(R) attn_qk(R, hd, q + rb, kt, scale, S + rb * KERNELS_ATTN_KV)
+            ATTN_ROWS_SWITCH(nr - rb, QK)
+#undef QK
+        }
+        for (size_t r = 0; r < nr; r++) {
+            size_t valid = (size_t)n[r] > j0 ? (size_t)n[r] - j0 : 0;
+
+            if (valid > cnt) valid = cnt;
+            if (valid == 0)
+                memset(S + r * KERNELS_ATTN_KV, 0, KERNELS_ATTN_KV * sizeof(float));
+            else
+                attn_softmax_row(hd, valid, S + r * KERNELS_ATTN_KV, M + r, L + r, out[r]);
+        }
+        for (size_t rb = 0; rb < nr; rb += 4) {
+            size_t d0 = 0;
+
+            for (; d0 + 64 <= hd; d0 += 64) {
+#define PV(R) attn_pv(R, 4, hd, d0, cnt, S + rb * KERNELS_ATTN_KV, vf, out + rb)
+                ATTN_ROWS_SWITCH(nr - rb, PV)
+#undef PV
+            }
+            for (; d0 < hd; d0 += 16) {
+#define PV(R) attn_pv(R, 1, hd, d0, cnt, S + rb * KERNELS_ATTN_KV, vf, out + rb)
+                ATTN_ROWS_SWITCH(nr - rb, PV)
+#undef PV
+            }
+        }
+    }
+    for (size_t r = 0; r < nr; r++) {
+        __m512 inv = _mm512_set1_ps(L[r] > 0.0f ? 1.0f / L[r] : 0.0f);
+
+        for (size_t i = 0; i < hd; i += 16)
+            _mm512_storeu_ps(out[r] + i, _mm512_mul_ps(_mm512_loadu_ps(out[r] + i), inv));
+    }
+}
+
+
 const struct kernel_ops kernels_avx512 = {
     .name = "avx512",
     .vec_dot = {
@@ -1083,6 +1320,7 @@ const struct kernel_ops kernels_avx512 = {
     .dot_f16 = dot_f16,
     .scale_f16 = scale_f16,
     .mad_f16 = mad_f16,
+    .attn_tile = attn_tile,
     .f32_to_f16 = f32_to_f16,
     .f16_to_f32 = f16_to_f32,
 };

@@ -16,7 +16,8 @@
  * weight's activation type) and runs the kernels' gemm tile over ranges of
  * weight rows claimed dynamically by the pool's threads: weights are read
  * once per batch, not once per token. Elementwise steps run per row on the
- * pool; attention runs per (token, head).
+ * pool; attention runs per (token, head), or for prompt-sized batches per
+ * (run of rows of one sequence, KV head) through the kernels' attn_tile.
  */
 #include <math.h>
 #include <string.h>
@@ -64,8 +65,12 @@ struct model_context {
     float *temp;        /* [B] attention temperature (mistral3) */
     float *x, *xn, *q, *kx, *vx, *att, *tmp, *gate, *up;
     void *act[TENSOR_TYPE_COUNT];
-    float *scores; /* [n_threads][att_stride]: scores, q as F16, F16 staging */
+    float *scores; /* [n_threads][att_stride]: attention scratch (see attend, attn_tile) */
     size_t att_stride;
+    /* Tiled attention (kernels' attn_tile): the batch rows in groups of one
+     * sequence; a task is (group, KV head) over all its query heads. */
+    uint32_t *att_group; /* [B + 1] first row of each group, then the end */
+    size_t n_groups, group_rows;
     float *logits; /* [n_outputs][n_vocab] */
     size_t n_logits;
     /* The step being run (set by the caller thread before pool_run). */
@@ -361,9 +366,12 @@ static void row_qk(struct model_context *c, size_t t)
  * to F16; at the end it is multiplied by 1 / S in F32. The kernels' dot_f16,
  * scale_f16 and mad_f16 do each step in one pass over head_dim.
  *
- * attend_f32 (batches of ATT_TILE_ROWS tokens or more; ggml's tiled path):
- * q in F32, blocks of ATT_CHUNK positions, the block maximum rescales the F32
- * accumulator once per block.
+ * attend_f32 (batches of ATT_TILE_ROWS tokens or more, like ggml's tiled
+ * path, on kernel tables without attn_tile): q in F32, blocks of ATT_CHUNK
+ * positions, the block maximum rescales the F32 accumulator once per block.
+ * Tables with attn_tile (AVX-512) run such batches through attend_group
+ * instead: the same block-wise online softmax in F32, for all the query
+ * heads of a run of rows that read one KV head at once.
  */
 static void attend_f32(struct model_context *c, const float *q, const uint16_t *K,
                        const uint16_t *V, size_t n, float *out, float *scores)
@@ -469,6 +477,63 @@ static void job_attention(void *arg, unsigned ith, unsigned nth)
     while (pool_chunk_next(&c->chunks, &b, &e))
         for (size_t task = b; task < e; task++)
             attend(c, task, scores);
+}
+
+/*
+ * Task (group g, KV head kvh) of the tiled path: every (row, query head)
+ * pair of the group that reads KV head kvh, in one attn_tile call, so each
+ * tile of keys and values is converted once for all of them.
+ */
+static void attend_group(struct model_context *c, size_t task, float *work)
+{
+    const struct model_hparams *hp = &c->m->hp;
+    size_t hd = hp->head_dim, ratio = hp->n_head / hp->n_head_kv;
+    size_t g = task / hp->n_head_kv, kvh = task % hp->n_head_kv, nr = 0;
+    const float *q[KERNELS_ATTN_ROWS];
+    float *out[KERNELS_ATTN_ROWS];
+    int32_t n[KERNELS_ATTN_ROWS];
+    size_t t0 = c->att_group[g], t1 = c->att_group[g + 1];
+    size_t base = c->layer * c->kv_layer_stride + (size_t)c->tok_seq[t0] * c->kv_seq_stride +
+                  kvh * c->kv_head_stride;
+
+    for (size_t t = t0; t < t1; t++)
+        for (size_t h = kvh * ratio; h < (kvh + 1) * ratio; h++) {
+            q[nr] = c->q + t * c->n_q + h * hd;
+            out[nr] = c->att + t * c->n_q + h * hd;
+            n[nr] = c->tok_pos[t] + 1;
+            nr++;
+        }
+    c->k->attn_tile(hd, nr, q, out, n, c->k_cache + base, c->v_cache + base,
+                    1.0f / sqrtf((float)hd), work);
+}
+
+static void job_attention_tiled(void *arg, unsigned ith, unsigned nth)
+{
+    struct model_context *c = arg;
+    float *work = c->scores + (size_t)ith * c->att_stride;
+    size_t b, e;
+
+    (void)nth;
+    while (pool_chunk_next(&c->chunks, &b, &e))
+        for (size_t task = b; task < e; task++)
+            attend_group(c, task, work);
+}
+
+/*
+ * Whether this step's attention goes through attn_tile: prompt-sized
+ * batches (or attn_exact) on a kernel table that has one. Groups the rows
+ * into runs of one sequence, at most group_rows each.
+ */
+static bool plan_tiled_attention(struct model_context *c, size_t rows)
+{
+    if (c->group_rows == 0 || (c->batch->n_tokens < ATT_TILE_ROWS && !c->attn_exact)) return false;
+    c->n_groups = 0;
+    for (size_t t = 0; t < rows; t++)
+        if (t == 0 || c->tok_seq[t] != c->tok_seq[c->att_group[c->n_groups - 1]] ||
+            t - c->att_group[c->n_groups - 1] == c->group_rows)
+            c->att_group[c->n_groups++] = (uint32_t)t;
+    c->att_group[c->n_groups] = (uint32_t)rows;
+    return true;
 }
 
 /* Quantizes attention output row t for the output projection. */
@@ -616,11 +681,16 @@ int model_decode(struct model_context *c, const struct model_batch *b, struct sl
             rows = n_out;
             if (rows == 0) break;
         }
-        pool_chunks_init(&c->chunks, rows * hp->n_head, 1);
-        if (c->n_threads == 1 || rows * hp->n_head == 1)
-            job_attention(c, 0, 1);
-        else
-            pool_run(c->pool, job_attention, c);
+        if (plan_tiled_attention(c, rows)) {
+            pool_chunks_init(&c->chunks, c->n_groups * hp->n_head_kv, 1);
+            pool_run(c->pool, job_attention_tiled, c);
+        } else {
+            pool_chunks_init(&c->chunks, rows * hp->n_head, 1);
+            if (c->n_threads == 1 || rows * hp->n_head == 1)
+                job_attention(c, 0, 1);
+            else
+                pool_run(c->pool, job_attention, c);
+        }
         run_rows(c, row_att_quant, rows);
         run_matmul(c, c->att, rows, &L->wo, c->tmp, NULL, NULL, NULL, NULL);
         run_rows(c, row_ffn_in, rows);
@@ -793,13 +863,22 @@ int model_context_new(struct model *m, const struct model_context_params *p,
     c->gate = alloc_array(B, (size_t)hp->n_ff * sizeof(float));
     c->up = alloc_array(B, (size_t)hp->n_ff * sizeof(float));
     c->att_stride = ATT_CHUNK + 3 * (size_t)hp->head_dim;
+    if (c->k->attn_tile != NULL && hp->head_dim % 16 == 0 &&
+        hp->n_head / hp->n_head_kv <= KERNELS_ATTN_ROWS) {
+        size_t tile = kernels_attn_work_floats(hp->head_dim);
+
+        c->group_rows = KERNELS_ATTN_ROWS / (hp->n_head / hp->n_head_kv);
+        if (tile > c->att_stride) c->att_stride = tile;
+    }
+    c->att_stride = (c->att_stride + 15) / 16 * 16; /* 64-byte aligned per thread */
     c->scores = alloc_array(n_threads, c->att_stride * sizeof(float));
+    c->att_group = alloc_array(B + 1, sizeof(uint32_t));
     c->logits = alloc_array(c->n_outputs, (size_t)hp->n_vocab * sizeof(float));
     if (c->k_cache == NULL || c->v_cache == NULL || c->seq_len == NULL || c->seq_next == NULL ||
         c->tok_pos == NULL || c->tok_seq == NULL || c->out_rows == NULL || c->rope_cs == NULL ||
         c->temp == NULL || c->x == NULL || c->xn == NULL || c->tmp == NULL || c->q == NULL ||
         c->att == NULL || c->kx == NULL || c->vx == NULL || c->gate == NULL || c->up == NULL ||
-        c->scores == NULL || c->logits == NULL)
+        c->scores == NULL || c->att_group == NULL || c->logits == NULL)
         goto nomem;
     memset(c->seq_len, 0, c->n_seq * sizeof(int32_t));
     for (int t = 0; t < TENSOR_TYPE_COUNT; t++) {
@@ -834,6 +913,7 @@ void model_context_free(struct model_context *c)
     for (int t = 0; t < TENSOR_TYPE_COUNT; t++)
         slm_free(c->act[t]);
     slm_free(c->logits);
+    slm_free(c->att_group);
     slm_free(c->scores);
     slm_free(c->up);
     slm_free(c->gate);

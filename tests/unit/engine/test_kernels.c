@@ -616,6 +616,98 @@ TEST(kernels_avx512_attention_f16_matches_scalar_bitwise)
     check_attn_f16("avx512", true);
 }
 
+/*
+ * attn_tile against attention computed in double from the same F16 keys and
+ * values: several head sizes, row counts up to KERNELS_ATTN_ROWS, rows with
+ * different causal lengths (some ending before later key tiles, lengths
+ * that are and are not multiples of the tile), scores large enough that the
+ * running maximum changes between tiles. Tolerance: 2e-6 of the largest |V|
+ * (F32 sums of at most a few hundred terms, the exp to ~1 ulp; measured
+ * worst 1.2e-7, T_VERBOSE=1 prints it).
+ */
+static void check_attn_tile(const char *name)
+{
+    const struct kernel_ops *k = table_or_skip(name);
+    static const size_t hds[] = { 16, 48, 64, 80, 128 };
+    static const size_t nrs[] = { 1, 3, 4, 7, 64 };
+    struct slm_rng r;
+
+    double worst = 0;
+
+    if (k->attn_tile == NULL) SKIP("no attn_tile in this table");
+    slm_rng_seed(&r, 31);
+    for (size_t ih = 0; ih < sizeof(hds) / sizeof(hds[0]); ih++)
+        for (size_t ir = 0; ir < sizeof(nrs) / sizeof(nrs[0]); ir++) {
+            size_t hd = hds[ih], nr = nrs[ir], n_max = 1 + slm_rng_below(&r, 200);
+            uint16_t *K = slm_xmalloc(n_max * hd * sizeof(uint16_t));
+            uint16_t *V = slm_xmalloc(n_max * hd * sizeof(uint16_t));
+            float *qs = slm_xmalloc(nr * hd * sizeof(float));
+            float *outs = slm_xmalloc(nr * (hd + 1) * sizeof(float));
+            float *work = slm_aligned_alloc(64, kernels_attn_work_floats(hd) * sizeof(float));
+            const float *q[KERNELS_ATTN_ROWS];
+            float *out[KERNELS_ATTN_ROWS];
+            int32_t n[KERNELS_ATTN_ROWS];
+            double vmax = 0, *sc = slm_xmalloc(n_max * sizeof(double));
+            float scale = 1.0f / sqrtf((float)hd);
+
+            ASSERT(work != NULL);
+            for (size_t i = 0; i < n_max * hd; i++) {
+                K[i] = f32_to_fp16(2 * slm_rng_normal(&r));
+                V[i] = f32_to_fp16(slm_rng_normal(&r));
+                if (fabs(fp16_to_f32(V[i])) > vmax) vmax = fabs(fp16_to_f32(V[i]));
+            }
+            for (size_t row = 0; row < nr; row++) {
+                for (size_t i = 0; i < hd; i++)
+                    qs[row * hd + i] = slm_rng_normal(&r);
+                q[row] = qs + row * hd;
+                out[row] = outs + row * (hd + 1);
+                out[row][hd] = 42.0f;
+                /* The last row always reaches n_max; the others anywhere. */
+                n[row] = row + 1 == nr ? (int32_t)n_max : (int32_t)(1 + slm_rng_below(&r, n_max));
+            }
+            k->attn_tile(hd, nr, q, out, n, K, V, scale, work);
+            for (size_t row = 0; row < nr; row++) {
+                double mx = -INFINITY, l = 0;
+
+                ASSERT(out[row][hd] == 42.0f);
+                for (int32_t j = 0; j < n[row]; j++) {
+                    double dot = 0;
+
+                    for (size_t i = 0; i < hd; i++)
+                        dot += (double)q[row][i] * fp16_to_f32(K[(size_t)j * hd + i]);
+                    sc[j] = dot * scale;
+                    if (sc[j] > mx) mx = sc[j];
+                }
+                for (int32_t j = 0; j < n[row]; j++)
+                    l += exp(sc[j] - mx);
+                for (size_t i = 0; i < hd; i++) {
+                    double want = 0;
+
+                    for (int32_t j = 0; j < n[row]; j++)
+                        want += exp(sc[j] - mx) / l * fp16_to_f32(V[(size_t)j * hd + i]);
+                    if (fabs(out[row][i] - want) / vmax > worst)
+                        worst = fabs(out[row][i] - want) / vmax;
+                    if (fabs(out[row][i] - want) > 2e-6 * vmax)
+                        t_fail(__FILE__, __LINE__,
+                               "%s attn_tile hd %zu nr %zu row %zu (n %d) dim %zu: %.9g, want %.9g",
+                               name, hd, nr, row, n[row], i, (double)out[row][i], want);
+                }
+            }
+            slm_free(sc);
+            slm_free(work);
+            if (t_env("T_VERBOSE", NULL) != NULL) fprintf(stderr, "# worst %.3g\n", worst);
+            slm_free(outs);
+            slm_free(qs);
+            slm_free(V);
+            slm_free(K);
+        }
+}
+
+TEST(kernels_avx512_attn_tile_matches_double_reference)
+{
+    check_attn_tile("avx512");
+}
+
 /* ---- E02: NaN, infinity, subnormals ---- */
 
 static void check_nonfinite(const char *name)
