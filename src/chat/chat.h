@@ -141,3 +141,98 @@ SLM_NODISCARD int chat_toolcall_format_parse(const char *name, enum chat_toolcal
 /* Guesses the format from a chat template's source ([TOOL_CALLS],
  * <tool_call>, <|python_tag|> / "parameters"); CHAT_TOOLCALL_NONE if none. */
 enum chat_toolcall_format chat_toolcall_format_detect(const char *template_src, size_t len);
+
+/*
+ * ---- Incremental JSON prefix validation (toolcall.c) ----
+ *
+ * For constrained decoding (tool_choice "required" or named): a byte-level
+ * pushdown automaton that says whether a text is a prefix of a valid JSON
+ * document whose root is an object, and how many bytes at least would
+ * complete it. The scheduler's token filter feeds each candidate token's
+ * bytes to a copy of the state (the struct is plain caller storage, about
+ * 620 bytes, copied per candidate) and keeps the token only if the result
+ * is still a prefix and can be completed within the tokens left.
+ *
+ * The accepted language is strict RFC 8259 as core/json.h parses it, plus
+ * the bounds below, so a completed document always passes json_parse:
+ * UTF-8 checked byte by byte (no overlongs, no surrogates, nothing above
+ * U+10FFFF), control characters must be escaped, \u escapes need 4 hex
+ * digits and surrogates must pair (a high one followed by \uDC00-\uDFFF),
+ * no leading zeros, no duplicate keys in one object (keys compared after
+ * decoding escapes, through a 64-bit FNV-1a hash), nothing after the root
+ * closes. Bounds: nesting CHAT_JSON_DEPTH_MAX, keys of all open objects
+ * CHAT_JSON_KEYS_MAX, number literals CHAT_JSON_NUMBER_MAX characters with
+ * at most 2 exponent digits (so no value overflows a double), runs of
+ * whitespace outside strings CHAT_JSON_WS_MAX bytes.
+ *
+ * chat_json_prefix_min_close is exact enough for a budget: from any prefix
+ * state that is not complete, one byte (a closing quote or bracket, a digit,
+ * a letter of a literal, a continuation byte) always lowers it by one, so a
+ * generator that keeps min_close <= tokens left can always finish.
+ */
+#define CHAT_JSON_DEPTH_MAX  32u
+#define CHAT_JSON_KEYS_MAX   64u
+#define CHAT_JSON_NUMBER_MAX 64u
+#define CHAT_JSON_WS_MAX     16u
+
+enum chat_json_status {
+    CHAT_JSON_INVALID = -1, /* not a prefix of any valid document */
+    CHAT_JSON_PREFIX = 0,   /* a proper prefix: more bytes needed */
+    CHAT_JSON_COMPLETE = 1  /* the root object just closed */
+};
+
+/* Caller storage; the fields are private to toolcall.c. */
+struct chat_json_prefix {
+    uint8_t mode, sub, flags, depth, n_keys, ws, pend, lo, hi, lit, lit_pos, exp_digits;
+    uint16_t num_len;
+    uint32_t hex, high;
+    uint64_t key_hash;
+    uint8_t kind[CHAT_JSON_DEPTH_MAX];
+    uint8_t key_base[CHAT_JSON_DEPTH_MAX];
+    uint64_t keys[CHAT_JSON_KEYS_MAX];
+};
+
+/* Starts at the empty text (an object must open first; whitespace may lead). */
+void chat_json_prefix_init(struct chat_json_prefix *j);
+/*
+ * Feeds s[0..n) (borrowed). Returns the status after the bytes; after
+ * CHAT_JSON_INVALID the state is unusable (feed a copy to test a
+ * candidate). Bytes after the root object closed are CHAT_JSON_INVALID.
+ */
+enum chat_json_status chat_json_prefix_feed(struct chat_json_prefix *j, const char *s, size_t n);
+/* Fewest bytes that complete the document from this state; 0 once complete. */
+size_t chat_json_prefix_min_close(const struct chat_json_prefix *j);
+
+/*
+ * ---- Reasoning ("thinking") split (toolcall.c) ----
+ *
+ * Models that think (Qwen3, DeepSeek R1, QwQ) answer "<think>reasoning
+ * </think>answer". The splitter, fed the generated text piece by piece (any
+ * split), reports the reasoning and the answer separately, the way
+ * llama-server's --reasoning-format deepseek does: "<think>" is recognised
+ * only at the very start (after optional whitespace); whitespace right
+ * after "<think>", before "</think>" and right after "</think>" is dropped;
+ * an output that does not start with "<think>" is all content. When the
+ * prompt itself ends inside an open "<think>" (start_inside), the output
+ * starts as reasoning. A think block still open at the end (the length cut
+ * it) stays reasoning. Text that could still be a tag is held back until it
+ * is decided; the reported pieces do not depend on how the text was split.
+ *
+ * Ownership: the splitter owns its buffer; callbacks borrow the text for
+ * the duration of the call.
+ */
+typedef int chat_think_cb(void *arg, bool reasoning, const char *text, size_t len);
+
+struct chat_think_parser;
+
+/* Returns new (chat_think_parser_free); SLM_ENOMEM. */
+SLM_NODISCARD int chat_think_parser_new(bool start_inside, struct chat_think_parser **out);
+void chat_think_parser_free(struct chat_think_parser *p);
+/* Feeds text[0..len); decided pieces go to cb. Returns 0, cb's error or SLM_ENOMEM. */
+SLM_NODISCARD int chat_think_feed(struct chat_think_parser *p, const char *text, size_t len,
+                                  chat_think_cb *cb, void *arg);
+/* End of the output: what was held back is reported. No feed afterwards. */
+SLM_NODISCARD int chat_think_finish(struct chat_think_parser *p, chat_think_cb *cb, void *arg);
+/* True if the rendered prompt ends inside an open think block: its last
+ * non-whitespace bytes are "<think>". */
+bool chat_think_prompt_open(const char *prompt, size_t len);

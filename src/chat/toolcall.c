@@ -12,6 +12,7 @@
  * is still open at finish, or grows past SLM_LIMIT_TOOLCALL_BYTES is released
  * as the content it was.
  */
+#include <stddef.h>
 #include <string.h>
 
 #include "chat/chat.h"
@@ -755,4 +756,612 @@ enum chat_toolcall_format chat_toolcall_format_detect(const char *src, size_t le
          memmem(src, len, "\"parameters\"", 12) != NULL))
         return CHAT_TOOLCALL_LLAMA3;
     return CHAT_TOOLCALL_NONE;
+}
+
+/* ==== incremental JSON prefix validation (see chat.h) ==== */
+
+enum jp_mode {
+    JP_VALUE,
+    JP_OBJ_FIRST,
+    JP_OBJ_KEY,
+    JP_COLON,
+    JP_AFTER,
+    JP_STR,
+    JP_NUM,
+    JP_LIT,
+    JP_DONE
+};
+enum jp_str { JS_CHAR, JS_ESC, JS_HEX, JS_LOW_BS, JS_LOW_U, JS_LOW_HEX, JS_UTF8 };
+enum jp_num { JN_MINUS, JN_ZERO, JN_INT, JN_DOT, JN_FRAC, JN_E, JN_ESIGN, JN_EXP };
+
+#define JPF_ROOT 1u /* the root object has not opened yet */
+#define JPF_OPT  2u /* right after '[': the value may be left out */
+#define JPF_KEY  4u /* the string is an object key */
+
+#define FNV_OFFSET 0xcbf29ce484222325ull
+#define FNV_PRIME  0x100000001b3ull
+
+static const char *const jp_literals[3] = { "true", "false", "null" };
+
+/* Starts an empty document; see chat.h. */
+void chat_json_prefix_init(struct chat_json_prefix *j)
+{
+    memset(j, 0, offsetof(struct chat_json_prefix, kind));
+    j->mode = JP_VALUE;
+    j->flags = JPF_ROOT;
+}
+
+static void jp_hash(struct chat_json_prefix *j, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        j->key_hash ^= (unsigned char)b[i];
+        j->key_hash *= FNV_PRIME;
+    }
+}
+
+/* True if hash h is already a key of the innermost open object. */
+static bool jp_key_dup(const struct chat_json_prefix *j, uint64_t h)
+{
+    if (j->depth == 0) return false;
+    for (size_t i = j->key_base[j->depth - 1]; i < j->n_keys; i++)
+        if (j->keys[i] == h) return true;
+    return false;
+}
+
+static int hex_val(unsigned char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    c |= 0x20;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+static bool jp_is_ws(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* A value ended: back in the container, or the document is complete. */
+static void jp_value_done(struct chat_json_prefix *j)
+{
+    j->mode = j->depth == 0 ? JP_DONE : JP_AFTER;
+    j->ws = 0;
+}
+
+/* Adds decoded code point cp to a key's hash. */
+static void jp_hash_cp(struct chat_json_prefix *j, uint32_t cp)
+{
+    char u[4];
+
+    if (j->flags & JPF_KEY) jp_hash(j, u, slm_utf8_encode(cp, u));
+}
+
+/* One byte inside a string; returns false if it cannot continue a valid one. */
+static bool jp_str_byte(struct chat_json_prefix *j, unsigned char c)
+{
+    int h;
+
+    switch (j->sub) {
+    case JS_CHAR:
+        if (c == '"') {
+            if (j->flags & JPF_KEY) {
+                if (jp_key_dup(j, j->key_hash) || j->n_keys >= CHAT_JSON_KEYS_MAX) return false;
+                j->keys[j->n_keys++] = j->key_hash;
+                j->mode = JP_COLON;
+                j->ws = 0;
+            } else {
+                jp_value_done(j);
+            }
+            return true;
+        }
+        if (c == '\\') {
+            j->sub = JS_ESC;
+            return true;
+        }
+        if (c < 0x20) return false;
+        if (c >= 0x80) {
+            /* The lead byte fixes the count and the first continuation's range. */
+            j->lo = 0x80;
+            j->hi = 0xbf;
+            if (c >= 0xc2 && c <= 0xdf) {
+                j->pend = 1;
+            } else if (c >= 0xe0 && c <= 0xef) {
+                j->pend = 2;
+                if (c == 0xe0) j->lo = 0xa0;
+                if (c == 0xed) j->hi = 0x9f;
+            } else if (c >= 0xf0 && c <= 0xf4) {
+                j->pend = 3;
+                if (c == 0xf0) j->lo = 0x90;
+                if (c == 0xf4) j->hi = 0x8f;
+            } else {
+                return false;
+            }
+            j->sub = JS_UTF8;
+        }
+        if (j->flags & JPF_KEY) jp_hash(j, (const char *)&c, 1);
+        return true;
+    case JS_UTF8:
+        if (c < j->lo || c > j->hi) return false;
+        j->lo = 0x80;
+        j->hi = 0xbf;
+        if (--j->pend == 0) j->sub = JS_CHAR;
+        if (j->flags & JPF_KEY) jp_hash(j, (const char *)&c, 1);
+        return true;
+    case JS_ESC: {
+        static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+        const char *p;
+
+        if (c == 'u') {
+            j->sub = JS_HEX;
+            j->pend = 0;
+            j->hex = 0;
+            return true;
+        }
+        p = c != 0 ? strchr(from, c) : NULL;
+        if (p == NULL) return false;
+        jp_hash_cp(j, (unsigned char)to[p - from]);
+        j->sub = JS_CHAR;
+        return true;
+    }
+    case JS_HEX:
+    case JS_LOW_HEX:
+        if ((h = hex_val(c)) < 0) return false;
+        j->hex = (j->hex << 4) | (uint32_t)h;
+        j->pend++;
+        if (j->sub == JS_LOW_HEX) {
+            /* The low half of a pair: \uDC00-\uDFFF. */
+            if ((j->pend == 1 && j->hex != 0xd) || (j->pend == 2 && j->hex < 0xdc)) return false;
+            if (j->pend < 4) return true;
+            jp_hash_cp(j, 0x10000 + ((j->high - 0xd800) << 10) + (j->hex - 0xdc00));
+            j->sub = JS_CHAR;
+            return true;
+        }
+        /* A lone low surrogate is refused as soon as its second digit shows it. */
+        if (j->pend == 2 && j->hex >= 0xdc && j->hex <= 0xdf) return false;
+        if (j->pend < 4) return true;
+        if (j->hex >= 0xd800 && j->hex <= 0xdbff) {
+            j->high = j->hex;
+            j->sub = JS_LOW_BS;
+            return true;
+        }
+        jp_hash_cp(j, j->hex);
+        j->sub = JS_CHAR;
+        return true;
+    case JS_LOW_BS:
+        if (c != '\\') return false;
+        j->sub = JS_LOW_U;
+        return true;
+    case JS_LOW_U:
+        if (c != 'u') return false;
+        j->sub = JS_LOW_HEX;
+        j->pend = 0;
+        j->hex = 0;
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Opens a container; false past the depth bound. */
+static bool jp_push(struct chat_json_prefix *j, bool obj)
+{
+    if (j->depth >= CHAT_JSON_DEPTH_MAX) return false;
+    j->kind[j->depth] = obj;
+    j->key_base[j->depth] = j->n_keys;
+    j->depth++;
+    j->ws = 0;
+    j->flags &= (uint8_t) ~(JPF_ROOT | JPF_OPT);
+    if (obj) {
+        j->mode = JP_OBJ_FIRST;
+    } else {
+        j->mode = JP_VALUE;
+        j->flags |= JPF_OPT;
+    }
+    return true;
+}
+
+/* Closes the innermost container with c ('}' or ']'). */
+static bool jp_close(struct chat_json_prefix *j, unsigned char c)
+{
+    if (j->depth == 0 || j->kind[j->depth - 1] != (c == '}')) return false;
+    j->depth--;
+    j->n_keys = j->key_base[j->depth];
+    jp_value_done(j);
+    return true;
+}
+
+/* The first byte of a value. */
+static bool jp_value_start(struct chat_json_prefix *j, unsigned char c)
+{
+    bool root = (j->flags & JPF_ROOT) != 0;
+
+    if (c == '{') return jp_push(j, true);
+    if (root) return false;
+    if (c == ']' && (j->flags & JPF_OPT)) return jp_close(j, c);
+    j->flags &= (uint8_t)~JPF_OPT;
+    j->ws = 0;
+    if (c == '[') return jp_push(j, false);
+    if (c == '"') {
+        j->mode = JP_STR;
+        j->sub = JS_CHAR;
+        j->flags &= (uint8_t)~JPF_KEY;
+        return true;
+    }
+    if (c == '-' || (c >= '0' && c <= '9')) {
+        j->mode = JP_NUM;
+        j->sub = c == '-' ? JN_MINUS : c == '0' ? JN_ZERO : JN_INT;
+        j->num_len = 1;
+        j->exp_digits = 0;
+        return true;
+    }
+    for (uint8_t i = 0; i < 3; i++) {
+        if (c == (unsigned char)jp_literals[i][0]) {
+            j->mode = JP_LIT;
+            j->lit = i;
+            j->lit_pos = 1;
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * One byte of a number. Returns 1 if taken, 0 if the number ended before c
+ * (c must then be read as what follows the value), -1 if invalid.
+ */
+static int jp_num_byte(struct chat_json_prefix *j, unsigned char c)
+{
+    bool digit = c >= '0' && c <= '9';
+    /* A byte that needs a digit after it needs room for that digit too. */
+    size_t room = CHAT_JSON_NUMBER_MAX - j->num_len;
+
+    switch (j->sub) {
+    case JN_MINUS:
+        if (!digit) return -1;
+        j->sub = c == '0' ? JN_ZERO : JN_INT;
+        break;
+    case JN_ZERO:
+    case JN_INT:
+    case JN_FRAC:
+        if (digit && j->sub != JN_ZERO) {
+            if (room < 1) return -1;
+            break;
+        }
+        if (digit) return -1; /* a leading zero */
+        if (c == '.' && j->sub != JN_FRAC) {
+            if (room < 2) return -1;
+            j->sub = JN_DOT;
+            break;
+        }
+        if (c == 'e' || c == 'E') {
+            if (room < 2) return -1;
+            j->sub = JN_E;
+            break;
+        }
+        return 0;
+    case JN_DOT:
+        if (!digit) return -1;
+        j->sub = JN_FRAC;
+        break;
+    case JN_E:
+        if (c == '+' || c == '-') {
+            if (room < 2) return -1;
+            j->sub = JN_ESIGN;
+            break;
+        }
+        if (!digit) return -1;
+        j->sub = JN_EXP;
+        j->exp_digits = 1;
+        break;
+    case JN_ESIGN:
+        if (!digit) return -1;
+        j->sub = JN_EXP;
+        j->exp_digits = 1;
+        break;
+    case JN_EXP:
+        if (!digit) return 0;
+        if (j->exp_digits >= 2 || room < 1) return -1;
+        j->exp_digits++;
+        break;
+    default:
+        return -1;
+    }
+    j->num_len++;
+    return 1;
+}
+
+/* The opening quote of a key (room in the key table needed). */
+static bool jp_key_start(struct chat_json_prefix *j, unsigned char c)
+{
+    if (c != '"' || j->n_keys >= CHAT_JSON_KEYS_MAX) return false;
+    j->mode = JP_STR;
+    j->sub = JS_CHAR;
+    j->flags |= JPF_KEY;
+    j->key_hash = FNV_OFFSET;
+    return true;
+}
+
+/* One byte of the document; false if it makes the text invalid. */
+static bool jp_byte(struct chat_json_prefix *j, unsigned char c)
+{
+    switch (j->mode) {
+    case JP_STR:
+        return jp_str_byte(j, c);
+    case JP_NUM: {
+        int r = jp_num_byte(j, c);
+
+        if (r != 0) return r > 0;
+        jp_value_done(j);
+        return jp_byte(j, c);
+    }
+    case JP_LIT: {
+        const char *lit = jp_literals[j->lit];
+
+        if (c != (unsigned char)lit[j->lit_pos]) return false;
+        if (lit[++j->lit_pos] == '\0') jp_value_done(j);
+        return true;
+    }
+    case JP_DONE:
+        return false;
+    default:
+        break;
+    }
+    if (jp_is_ws(c)) {
+        if (j->ws >= CHAT_JSON_WS_MAX) return false;
+        j->ws++;
+        return true;
+    }
+    j->ws = 0;
+    switch (j->mode) {
+    case JP_VALUE:
+        return jp_value_start(j, c);
+    case JP_OBJ_FIRST:
+        if (c == '}') return jp_close(j, c);
+        return jp_key_start(j, c);
+    case JP_OBJ_KEY:
+        return jp_key_start(j, c);
+    case JP_COLON:
+        if (c != ':') return false;
+        j->mode = JP_VALUE;
+        return true;
+    case JP_AFTER:
+        if (c == '}' || c == ']') return jp_close(j, c);
+        if (c != ',') return false;
+        if (j->kind[j->depth - 1]) {
+            /* The key that must follow needs room in the key table. */
+            if (j->n_keys >= CHAT_JSON_KEYS_MAX) return false;
+            j->mode = JP_OBJ_KEY;
+        } else {
+            j->mode = JP_VALUE;
+        }
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Feeds bytes; see chat.h. */
+enum chat_json_status chat_json_prefix_feed(struct chat_json_prefix *j, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!jp_byte(j, (unsigned char)s[i])) return CHAT_JSON_INVALID;
+    return j->mode == JP_DONE ? CHAT_JSON_COMPLETE : CHAT_JSON_PREFIX;
+}
+
+/* Bytes a string still needs before its closing quote could come. */
+static size_t jp_str_pending(const struct chat_json_prefix *j)
+{
+    switch (j->sub) {
+    case JS_ESC:
+        return 1;
+    case JS_HEX: {
+        /* Two digits D8-DB make it a high surrogate: a \uDC00 must follow. */
+        bool high = j->pend >= 2 && (j->hex >> (4 * (j->pend - 2))) >= 0xd8 &&
+                    (j->hex >> (4 * (j->pend - 2))) <= 0xdb;
+
+        return 4u - j->pend + (high ? 6u : 0u);
+    }
+    case JS_LOW_BS:
+        return 6;
+    case JS_LOW_U:
+        return 5;
+    case JS_LOW_HEX:
+        return 4u - j->pend;
+    case JS_UTF8:
+        return j->pend;
+    default:
+        return 0;
+    }
+}
+
+/* Fewest bytes that complete the document; see chat.h. */
+size_t chat_json_prefix_min_close(const struct chat_json_prefix *j)
+{
+    size_t s = j->depth, pend;
+
+    switch (j->mode) {
+    case JP_DONE:
+        return 0;
+    case JP_VALUE:
+        if (j->flags & JPF_ROOT) return 2;       /* {} */
+        return (j->flags & JPF_OPT) ? s : 1 + s; /* ] or 0 */
+    case JP_OBJ_KEY:
+        return 4 + s + (jp_key_dup(j, FNV_OFFSET) ? 1 : 0); /* "":0 */
+    case JP_COLON:
+        return 2 + s; /* :0 */
+    case JP_LIT:
+        return strlen(jp_literals[j->lit]) - j->lit_pos + s;
+    case JP_NUM:
+        return (j->sub == JN_MINUS || j->sub == JN_DOT || j->sub == JN_E || j->sub == JN_ESIGN) + s;
+    case JP_STR:
+        pend = jp_str_pending(j);
+        if (!(j->flags & JPF_KEY)) return pend + 1 + s;
+        /* A key that is (or may become) a duplicate needs one more byte. */
+        return pend + 3 + s + ((pend > 0 || jp_key_dup(j, j->key_hash)) ? 1 : 0);
+    default:
+        return s; /* JP_OBJ_FIRST, JP_AFTER: the closing brackets */
+    }
+}
+
+/* ==== the reasoning split (see chat.h) ==== */
+
+enum tstate { T_START, T_LEAD, T_THINK, T_AFTER, T_CONTENT };
+
+static const char THINK_OPEN[] = "<think>";
+static const char THINK_CLOSE[] = "</think>";
+/* Whitespace held back at the end of reasoning before it is let go. */
+#define THINK_WS_HOLD_MAX 4096u
+
+struct chat_think_parser {
+    enum tstate state;
+    struct slm_buf buf; /* undecided text */
+    bool finished;
+};
+
+/* Creates a splitter; see chat.h. */
+int chat_think_parser_new(bool start_inside, struct chat_think_parser **out)
+{
+    struct chat_think_parser *p = slm_calloc(1, sizeof(*p));
+
+    *out = NULL;
+    if (p == NULL) return SLM_ENOMEM;
+    p->state = start_inside ? T_LEAD : T_START;
+    slm_buf_init(&p->buf, THINK_WS_HOLD_MAX + FEED_CHUNK + 64);
+    *out = p;
+    return 0;
+}
+
+void chat_think_parser_free(struct chat_think_parser *p)
+{
+    if (p == NULL) return;
+    slm_buf_fini(&p->buf);
+    slm_free(p);
+}
+
+static int think_out(chat_think_cb *cb, void *arg, bool reasoning, const char *s, size_t n)
+{
+    return n > 0 ? cb(arg, reasoning, s, n) : 0;
+}
+
+/* Drops the first n bytes of the buffer. */
+static void think_consume(struct chat_think_parser *p, size_t n)
+{
+    if (n >= p->buf.len) {
+        slm_buf_reset(&p->buf);
+        return;
+    }
+    memmove(p->buf.data, p->buf.data + n, p->buf.len - n);
+    p->buf.len -= n;
+    p->buf.data[p->buf.len] = '\0';
+}
+
+/* Runs the state machine over the buffer. */
+static int think_process(struct chat_think_parser *p, bool final, chat_think_cb *cb, void *arg)
+{
+    int rc = 0;
+
+    while (rc == 0 && p->buf.len > 0) {
+        const char *t = p->buf.data;
+        size_t n = p->buf.len, w = 0;
+
+        switch (p->state) {
+        case T_START: {
+            size_t k;
+
+            while (w < n && is_ws(t[w]))
+                w++;
+            k = n - w < LIT_LEN(THINK_OPEN) ? n - w : LIT_LEN(THINK_OPEN);
+            if (w < n && memcmp(t + w, THINK_OPEN, k) != 0) {
+                p->state = T_CONTENT; /* no think block: all of it is content */
+                continue;
+            }
+            if (k < LIT_LEN(THINK_OPEN)) {
+                if (!final) return 0;
+                p->state = T_CONTENT;
+                continue;
+            }
+            think_consume(p, w + k);
+            p->state = T_LEAD;
+            continue;
+        }
+        case T_LEAD:
+        case T_AFTER:
+            while (w < n && is_ws(t[w]))
+                w++;
+            think_consume(p, w);
+            if (w < n) p->state = p->state == T_LEAD ? T_THINK : T_CONTENT;
+            continue;
+        case T_THINK: {
+            const char *hit = memmem(t, n, THINK_CLOSE, LIT_LEN(THINK_CLOSE));
+            size_t end = hit != NULL ? (size_t)(hit - t) : n, body;
+
+            if (hit == NULL && !final)
+                end -= partial_marker(t, n, THINK_CLOSE, LIT_LEN(THINK_CLOSE));
+            body = end;
+            while (body > 0 && is_ws(t[body - 1]))
+                body--;
+            if (hit == NULL && !final && end - body < THINK_WS_HOLD_MAX) {
+                /* Trailing whitespace waits: it is dropped if </think> follows. */
+                rc = think_out(cb, arg, true, t, body);
+                think_consume(p, body);
+                return rc;
+            }
+            rc = think_out(cb, arg, true, t, hit != NULL || final ? body : end);
+            if (hit != NULL) {
+                think_consume(p, end + LIT_LEN(THINK_CLOSE));
+                p->state = T_AFTER;
+            } else {
+                think_consume(p, end);
+                if (final) slm_buf_reset(&p->buf);
+                return rc;
+            }
+            continue;
+        }
+        default:
+            rc = think_out(cb, arg, false, t, n);
+            slm_buf_reset(&p->buf);
+            return rc;
+        }
+    }
+    return rc;
+}
+
+/* Feeds text; see chat.h. */
+int chat_think_feed(struct chat_think_parser *p, const char *text, size_t len, chat_think_cb *cb,
+                    void *arg)
+{
+    int rc;
+
+    if (p->finished) return SLM_EINVAL;
+    while (len > 0) {
+        size_t n = len < FEED_CHUNK ? len : FEED_CHUNK;
+
+        if (p->state == T_CONTENT) {
+            /* The common case after the block: no copy. */
+            if ((rc = think_out(cb, arg, false, text, len)) < 0) return rc;
+            return 0;
+        }
+        if ((rc = slm_buf_append(&p->buf, text, n)) < 0) return rc;
+        text += n;
+        len -= n;
+        if ((rc = think_process(p, false, cb, arg)) < 0) return rc;
+    }
+    return 0;
+}
+
+/* Flushes what was held back; see chat.h. */
+int chat_think_finish(struct chat_think_parser *p, chat_think_cb *cb, void *arg)
+{
+    if (p->finished) return SLM_EINVAL;
+    p->finished = true;
+    return think_process(p, true, cb, arg);
+}
+
+/* True if the prompt's last non-whitespace bytes are "<think>". */
+bool chat_think_prompt_open(const char *prompt, size_t len)
+{
+    while (len > 0 && is_ws(prompt[len - 1]))
+        len--;
+    return len >= LIT_LEN(THINK_OPEN) &&
+           memcmp(prompt + len - LIT_LEN(THINK_OPEN), THINK_OPEN, LIT_LEN(THINK_OPEN)) == 0;
 }

@@ -177,3 +177,13 @@
 /* Requests waiting for a free slot (sched n_queue_max): default 64, at most
  * 65,536; each holds a copy of its prompt, so the queue bounds memory too. */
 #define SLM_LIMIT_SCHED_QUEUE 65536u
+
+/* ---- OpenAI API streaming (src/api/openai_chat.c) ---- */
+
+/* Milliseconds between SSE keep-alive comments (": keep-alive") sent on a
+ * stream while its prompt waits or is processed and no token went out yet:
+ * default 5 s (well under the 30-60 s idle timeouts of common proxies and
+ * clients), at most 10 minutes. The environment variable
+ * SLM_SSE_KEEPALIVE_MS overrides it (tests use a few milliseconds). */
+#define SLM_LIMIT_SSE_KEEPALIVE_MS     5000u
+#define SLM_LIMIT_SSE_KEEPALIVE_MS_MAX 600000u

@@ -290,23 +290,84 @@ static size_t collect_candidates(struct sampler *s, const float *logits)
 }
 
 /*
- * Samples one token: penalties, top-k, top-p, min-p, temperature, draw.
- * Allocates nothing; logits are borrowed and not modified.
+ * The best token the filter allows, over the whole vocabulary: a best-at-
+ * root heap of every candidate, popped until the filter says yes (tokens
+ * with logit -inf are asked too, last; refused, already asked, is not asked
+ * again). TOK_NONE if it allows none.
  */
-tok_id sampler_sample(struct sampler *s, const float *logits)
+static tok_id best_allowed(struct sampler *s, const float *logits, sampler_filter_fn *ok, void *arg,
+                           tok_id refused)
+{
+    struct cand *c = s->cand;
+    size_t n = s->n_vocab;
+
+    for (size_t i = 0; i < n; i++) {
+        c[i].logit = penalized_logit(s, logits, i);
+        c[i].id = (tok_id)i;
+    }
+    for (size_t i = n / 2; i-- > 0;)
+        heap_best_down(c, n, i);
+    while (n > 0) {
+        tok_id id = c[0].id;
+
+        if (id != refused && ok(arg, id)) return id;
+        n--;
+        cand_swap(&c[0], &c[n]);
+        heap_best_down(c, n, 0);
+    }
+    return TOK_NONE;
+}
+
+/*
+ * Keeps the survivors set[0..*m) that the filter allows, asking them best
+ * first (at most SAMPLER_FILTER_MAX). Returns the allowed ones, best last,
+ * at the end of the range; their count in *m.
+ */
+static struct cand *filter_set(struct cand *set, size_t *m, sampler_filter_fn *ok, void *arg)
+{
+    size_t n = *m, n_heap = n, kept = 0, asked = 0;
+
+    for (size_t i = n / 2; i-- > 0;)
+        heap_best_down(set, n, i);
+    while (n_heap > 0 && asked < SAMPLER_FILTER_MAX) {
+        struct cand top = set[0];
+
+        n_heap--;
+        cand_swap(&set[0], &set[n_heap]);
+        heap_best_down(set, n_heap, 0);
+        asked++;
+        /* Slot n - 1 - kept holds a token already asked: reuse it. */
+        if (ok(arg, top.id)) set[n - 1 - kept++] = top;
+    }
+    *m = kept;
+    return set + (n - kept);
+}
+
+/*
+ * The chain: penalties, top-k, top-p, min-p, temperature, draw; with a
+ * filter (ok != NULL) the survivors are filtered before the draw.
+ */
+static tok_id sample_impl(struct sampler *s, const float *logits, sampler_filter_fn *ok, void *arg)
 {
     struct cand *set = s->cand;
     size_t m, best = 0;
     float max_l;
     double sum = 0.0, target, cum;
 
-    if (s->p.temp <= 0.0f) return sample_greedy(s, logits);
+    if (s->p.temp <= 0.0f) {
+        tok_id t = sample_greedy(s, logits);
+
+        return ok == NULL || ok(arg, t) ? t : best_allowed(s, logits, ok, arg, t);
+    }
 
     m = collect_candidates(s, logits);
     for (size_t i = 1; i < m; i++)
         if (cand_better(&set[i], &set[best])) best = i;
     max_l = set[best].logit;
-    if (!(max_l > -INFINITY)) return set[best].id; /* nothing has any probability: the lowest id */
+    if (!(max_l > -INFINITY)) {
+        /* nothing has any probability: the lowest id */
+        return ok == NULL ? set[best].id : best_allowed(s, logits, ok, arg, TOK_NONE);
+    }
 
     /* Softmax denominator over the top-k set (probabilities before temperature). */
     for (size_t i = 0; i < m; i++)
@@ -346,6 +407,13 @@ tok_id sampler_sample(struct sampler *s, const float *logits)
         m -= n_heap;
     }
 
+    if (ok != NULL) {
+        set = filter_set(set, &m, ok, arg);
+        if (m == 0) return best_allowed(s, logits, ok, arg, TOK_NONE);
+        best = m - 1;
+        max_l = set[best].logit;
+    }
+
     /* Temperature, then the draw; the best token is still in the set. */
     sum = 0.0;
     for (size_t i = 0; i < m; i++)
@@ -360,4 +428,20 @@ tok_id sampler_sample(struct sampler *s, const float *logits)
         if (w > 0.0) best = i;
     }
     return set[best].id; /* rounding left target at the very end */
+}
+
+/*
+ * Samples one token: penalties, top-k, top-p, min-p, temperature, draw.
+ * Allocates nothing; logits are borrowed and not modified.
+ */
+tok_id sampler_sample(struct sampler *s, const float *logits)
+{
+    return sample_impl(s, logits, NULL, NULL);
+}
+
+/* Samples one token among those ok allows; see sample.h. */
+tok_id sampler_sample_filtered(struct sampler *s, const float *logits, sampler_filter_fn *ok,
+                               void *arg)
+{
+    return sample_impl(s, logits, ok, arg);
 }

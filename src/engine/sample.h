@@ -19,6 +19,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,6 +60,31 @@ struct sampler *sampler_new(const struct sampler_params *p, size_t n_vocab);
 void sampler_free(struct sampler *s);
 /* Returns the chosen token id for logits[0..n_vocab). */
 tok_id sampler_sample(struct sampler *s, const float *logits);
+
+/*
+ * Constrained decoding: a filter says whether token id may be drawn now
+ * (true) or not. Called on the sampler's thread, a few times per token.
+ */
+typedef bool sampler_filter_fn(void *arg, tok_id id);
+
+/* Candidates at most that sampler_sample_filtered asks the filter about in
+ * sampling mode (the best ones by logit). */
+#define SAMPLER_FILTER_MAX 1024u
+
+/*
+ * Like sampler_sample, but only tokens the filter allows can be drawn; the
+ * others count as logit -inf. Greedy: the argmax is asked first, then the
+ * rest in descending logit order (a heap over the vocabulary, built only
+ * when the argmax is refused) until one is allowed. Sampling: the usual
+ * chain runs first; its survivors are asked in descending order (at most
+ * SAMPLER_FILTER_MAX of them) and the draw is among the allowed ones with
+ * their probabilities renormalised; if none is allowed, the best allowed
+ * token of the whole vocabulary is taken as in greedy mode. Cost: O(n_vocab)
+ * as for sampler_sample plus O(k log n_vocab) filter calls for the k
+ * refused tokens. Returns TOK_NONE if the filter allows no token at all.
+ */
+tok_id sampler_sample_filtered(struct sampler *s, const float *logits, sampler_filter_fn *ok,
+                               void *arg);
 /* Records an accepted token (prompt tokens too) for the penalties; ids
  * outside [0, n_vocab) are ignored. */
 void sampler_accept(struct sampler *s, tok_id id);

@@ -43,6 +43,7 @@ struct sched_req {
     bool ignore_eos;
     sched_event_fn *cb;
     void *cb_arg;
+    struct sched_constraint constraint;
     bool canceled;          /* protected by mu */
     struct sched_req *next; /* queue link; protected by mu */
 };
@@ -431,9 +432,38 @@ static size_t build_batch(struct sched *s)
     return n;
 }
 
+/* A constrained request's filter with the budget of the token being drawn. */
+struct filter_ctx {
+    const struct sched_constraint *c;
+    uint32_t n_left;
+};
+
+static bool filter_allow(void *arg, tok_id id)
+{
+    const struct filter_ctx *f = arg;
+
+    return f->c->allow(f->c->arg, id, f->n_left);
+}
+
+/* Tokens that may still follow the one being drawn now. */
+static uint32_t tokens_left_after(const struct sched *s, const struct sched_slot *slot)
+{
+    const struct sched_req *req = slot->req;
+    uint32_t n = s->n_ctx > slot->n_cache ? s->n_ctx - slot->n_cache : 0;
+
+    if (req->n_predict >= 0) {
+        uint32_t p = (uint32_t)req->n_predict > slot->n_generated + 1
+                         ? (uint32_t)req->n_predict - slot->n_generated - 1
+                         : 0;
+        if (p < n) n = p;
+    }
+    return n;
+}
+
 /*
  * Samples the next token of slot from its logits row and reports it; ends
- * the request on EOG, n_predict or a full context.
+ * the request on EOG, n_predict, a full context, or a complete constrained
+ * output.
  */
 static void slot_sample(struct sched *s, struct sched_slot *slot)
 {
@@ -458,7 +488,18 @@ static void slot_sample(struct sched *s, struct sched_slot *slot)
             s->logits_buf[s->eog[i]] = -INFINITY;
         logits = s->logits_buf;
     }
-    t = sampler_sample(slot->smp, logits);
+    if (req->constraint.allow != NULL) {
+        struct filter_ctx fc = { &req->constraint, tokens_left_after(s, slot) };
+
+        t = sampler_sample_filtered(slot->smp, logits, filter_allow, &fc);
+        if (t == TOK_NONE) {
+            slot_finish(s, slot, SCHED_FINISH_ERROR, SLM_EINVAL,
+                        "constrained decoding: no token of the vocabulary can continue the output");
+            return;
+        }
+    } else {
+        t = sampler_sample(slot->smp, logits);
+    }
     sampler_accept(slot->smp, t);
     if (slot->t_first_ns == 0) slot->t_first_ns = slm_now_ns();
     if (!req->ignore_eos && tokenizer_is_eog(s->tok, t)) {
@@ -467,6 +508,10 @@ static void slot_sample(struct sched *s, struct sched_slot *slot)
     }
     slot->n_generated++;
     emit(slot, req, SCHED_EVENT_TOKEN, t, SCHED_FINISH_NONE, 0, NULL);
+    if (req->constraint.accept != NULL && req->constraint.accept(req->constraint.arg, t)) {
+        slot_finish(s, slot, SCHED_FINISH_EOG, 0, NULL);
+        return;
+    }
     /* Length: n_predict reached, or no position left to decode t at. */
     if ((req->n_predict >= 0 && slot->n_generated >= (uint32_t)req->n_predict) ||
         slot->n_cache >= s->n_ctx) {
@@ -840,6 +885,7 @@ int sched_submit(struct sched *s, const struct sched_request *r, uint64_t *id, s
     q->ignore_eos = r->ignore_eos;
     q->cb = r->cb;
     q->cb_arg = r->cb_arg;
+    q->constraint = r->constraint;
     pthread_mutex_lock(&s->mu);
     if (s->stopping) {
         rc = slm_diag_set(d, SLM_ECANCELED, "the scheduler is shutting down");

@@ -92,6 +92,27 @@ struct sched_event {
 
 typedef void sched_event_fn(void *arg, const struct sched_event *ev);
 
+/*
+ * Constrained decoding (tool_choice "required"/named): a per-request token
+ * filter, called ON THE ENGINE THREAD while the request runs, never after
+ * its DONE. allow says whether token id may be generated now when at most
+ * n_left more tokens may follow it (the budget left by n_predict and the
+ * context), so the filter can steer towards a complete output in time;
+ * the sampler asks it about the best candidates only (sample.h). accept
+ * reports each generated token, in order; it returns true when the output
+ * is complete: the token is reported, then the request ends with DONE/EOG.
+ * If allow refuses every token of the vocabulary the request ends with
+ * DONE/ERROR. The arg must stay valid until DONE.
+ */
+typedef bool sched_allow_fn(void *arg, tok_id id, uint32_t n_left);
+typedef bool sched_accept_fn(void *arg, tok_id id);
+
+struct sched_constraint {
+    sched_allow_fn *allow; /* NULL: no constraint */
+    sched_accept_fn *accept;
+    void *arg;
+};
+
 struct sched_request {
     const tok_id *prompt; /* copied; 1 .. sched_n_ctx tokens, ids < n_vocab */
     size_t n_prompt;
@@ -101,6 +122,7 @@ struct sched_request {
     bool ignore_eos;
     sched_event_fn *cb;
     void *cb_arg;
+    struct sched_constraint constraint; /* zero: none */
 };
 
 struct sched;

@@ -599,3 +599,117 @@ TEST(sample_params_check_names_field)
     CHECK_GOOD(frequency_penalty, 2.0f);
     CHECK_GOOD(seed, UINT64_MAX - 1);
 }
+
+/* ---- sampler_sample_filtered ---- */
+
+struct filt {
+    const bool *allow;
+    size_t n_asked;
+};
+
+static bool filt_ok(void *arg, tok_id id)
+{
+    struct filt *f = arg;
+
+    f->n_asked++;
+    return f->allow[id];
+}
+
+TEST(sample_filtered_greedy_takes_best_allowed_and_asks_few)
+{
+    enum { NV = 5000 };
+    float *logits = slm_xmalloc(NV * sizeof(float));
+    bool *allow = slm_xmalloc(NV * sizeof(bool));
+    struct sampler_params sp = plain_params(3);
+    struct sampler *s;
+    struct filt f = { allow, 0 };
+    struct slm_rng rng;
+
+    slm_rng_seed(&rng, 9);
+    for (size_t i = 0; i < NV; i++) {
+        logits[i] = (float)slm_rng_normal(&rng);
+        allow[i] = true;
+    }
+    sp.temp = 0.0f;
+    s = sampler_new(&sp, NV);
+    ASSERT_NOT_NULL(s);
+    /* everything allowed: the argmax, asked once */
+    {
+        tok_id t = sampler_sample(s, logits);
+        ASSERT_EQ_INT(sampler_sample_filtered(s, logits, filt_ok, &f), t);
+        ASSERT_EQ_SIZE(f.n_asked, 1);
+    }
+    /* refuse the 10 best: the 11th best comes out after 11 questions */
+    for (int round = 0; round < 10; round++) {
+        tok_id t = sampler_sample_filtered(s, logits, filt_ok, &f);
+        allow[t] = false;
+    }
+    {
+        size_t best = SIZE_MAX;
+
+        for (size_t i = 0; i < NV; i++)
+            if (allow[i] && (best == SIZE_MAX || logits[i] > logits[best])) best = i;
+        f.n_asked = 0;
+        ASSERT_EQ_INT(sampler_sample_filtered(s, logits, filt_ok, &f), (int)best);
+        ASSERT_EQ_SIZE(f.n_asked, 11);
+    }
+    /* nothing allowed: TOK_NONE after asking each token once */
+    for (size_t i = 0; i < NV; i++)
+        allow[i] = false;
+    f.n_asked = 0;
+    ASSERT_EQ_INT(sampler_sample_filtered(s, logits, filt_ok, &f), TOK_NONE);
+    ASSERT_EQ_SIZE(f.n_asked, NV);
+    /* only a -inf token allowed: it is still found */
+    logits[7] = -INFINITY;
+    allow[7] = true;
+    ASSERT_EQ_INT(sampler_sample_filtered(s, logits, filt_ok, &f), 7);
+    sampler_free(s);
+    slm_free(logits);
+    slm_free(allow);
+}
+
+TEST(sample_filtered_frequencies_renormalised)
+{
+    /* logits5 with token 1 (the best) and 3 refused: softmax over {0, 2, 4} */
+    const bool allow[5] = { true, false, true, false, true };
+    const bool keep[5] = { true, false, true, false, true };
+    double l[5], p[5];
+    struct sampler_params sp = plain_params(11);
+    struct sampler *s;
+    struct filt f = { allow, 0 };
+    size_t hist[5] = { 0 };
+
+    for (size_t i = 0; i < 5; i++)
+        l[i] = logits5[i];
+    softmax_ref(l, keep, 5, 0.7, p);
+    sp.temp = 0.7f;
+    s = sampler_new(&sp, 5);
+    ASSERT_NOT_NULL(s);
+    for (int i = 0; i < N_DRAWS; i++)
+        hist[sampler_sample_filtered(s, logits5, filt_ok, &f)]++;
+    for (size_t i = 0; i < 5; i++) {
+        double fr = (double)hist[i] / N_DRAWS, sd = sqrt(p[i] * (1.0 - p[i]) / N_DRAWS);
+
+        if (p[i] == 0.0)
+            ASSERT_EQ_SIZE(hist[i], 0);
+        else
+            ASSERT(fabs(fr - p[i]) <= 5.0 * sd + 1e-9);
+    }
+    /* the filter is asked about the survivors only: top_k 2 asks at most 2 */
+    sampler_free(s);
+    sp.top_k = 2;
+    s = sampler_new(&sp, 5);
+    ASSERT_NOT_NULL(s);
+    f.n_asked = 0;
+    /* survivors are 1 and 4; 1 refused, so 4 every time */
+    for (int i = 0; i < 100; i++)
+        ASSERT_EQ_INT(sampler_sample_filtered(s, logits5, filt_ok, &f), 4);
+    ASSERT_EQ_SIZE(f.n_asked, 200);
+    sampler_free(s);
+    /* top_k 1 keeps only the refused best: the fallback finds token 4 */
+    sp.top_k = 1;
+    s = sampler_new(&sp, 5);
+    ASSERT_NOT_NULL(s);
+    ASSERT_EQ_INT(sampler_sample_filtered(s, logits5, filt_ok, &f), 4);
+    sampler_free(s);
+}

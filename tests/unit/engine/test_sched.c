@@ -1202,3 +1202,114 @@ TEST(sched_survives_allocation_failures)
     coll_fini(&co);
     model_free(m);
 }
+
+/* ---- constrained decoding (sched_constraint) ---- */
+
+struct cons {
+    int mod;        /* allow ids divisible by mod (0: none) */
+    size_t stop_at; /* accept says complete at this many tokens */
+    size_t n_accepted;
+    uint32_t n_left[MAX_GEN]; /* n_left of the first question about each token */
+    bool asked[MAX_GEN];
+};
+
+static bool cons_allow(void *arg, tok_id id, uint32_t n_left)
+{
+    struct cons *c = arg;
+
+    if (c->n_accepted < MAX_GEN && !c->asked[c->n_accepted]) {
+        c->asked[c->n_accepted] = true;
+        c->n_left[c->n_accepted] = n_left;
+    }
+    return c->mod > 0 && id % c->mod == 0;
+}
+
+static bool cons_accept(void *arg, tok_id id)
+{
+    struct cons *c = arg;
+
+    (void)id;
+    return ++c->n_accepted >= c->stop_at;
+}
+
+/* Greedy over the ids divisible by mod, decoded here token by token. */
+static size_t ref_masked(struct model *m, const tok_id *p, size_t n, int mod, size_t n_out,
+                         tok_id *out)
+{
+    struct model_context_params cp = model_context_params_default();
+    struct model_context *c = NULL;
+    uint32_t n_vocab = model_get_hparams(m)->n_vocab;
+    struct slm_diag d = { 0 };
+    int32_t pos[64], seq[64] = { 0 };
+    bool want[64];
+    struct model_batch b = { n, p, pos, seq, want };
+
+    ASSERT(n <= 64);
+    cp.n_ctx = 256;
+    cp.n_seq = 1;
+    cp.n_batch = 64;
+    cp.n_threads = 1;
+    ASSERT_OK(model_context_new(m, &cp, &c, &d));
+    for (size_t i = 0; i < n; i++) {
+        pos[i] = (int32_t)i;
+        want[i] = i + 1 == n;
+    }
+    ASSERT_OK(model_decode(c, &b, &d));
+    for (size_t k = 0; k < n_out; k++) {
+        const float *l = model_logits(c, 0);
+        tok_id best = TOK_NONE;
+        int32_t ps = (int32_t)(n + k);
+        bool w = true;
+        struct model_batch one = { 1, &out[k], &ps, seq, &w };
+
+        for (uint32_t i = 0; i < n_vocab; i += (uint32_t)mod)
+            if (best == TOK_NONE || l[i] > l[best]) best = (tok_id)i;
+        out[k] = best;
+        if (k + 1 < n_out) ASSERT_OK(model_decode(c, &one, &d));
+    }
+    model_context_free(c);
+    return n_out;
+}
+
+TEST(sched_constraint_filters_tokens_and_ends_when_complete)
+{
+    struct model *m = load_model();
+    struct sched *s = sched_make(m, 2, 256, 32, 8);
+    struct coll co;
+    struct cons c1 = { .mod = 3, .stop_at = 6 }, c2 = { .mod = 0, .stop_at = 100 };
+    tok_id p[20], ref[8];
+    struct sched_request q;
+
+    make_prompt(p, 20, 77);
+    coll_init(&co);
+    q = greedy(p, 20, 10, &co.rec[0]);
+    q.constraint.allow = cons_allow;
+    q.constraint.accept = cons_accept;
+    q.constraint.arg = &c1;
+    (void)submit_ok(s, &q);
+    wait_done(&co.rec[0]);
+    /* complete after 6 tokens: DONE/EOG although n_predict is 10 */
+    check_done(&co.rec[0], co.rec[0].ev_id, SCHED_FINISH_EOG, 20);
+    ASSERT_EQ_SIZE(co.rec[0].n_toks, 6);
+    ASSERT_EQ_SIZE(c1.n_accepted, 6);
+    ref_masked(m, p, 20, 3, 6, ref);
+    assert_same_tokens(co.rec[0].toks, 6, ref, 6);
+    /* the budget after each token: n_predict - k - 1 */
+    for (size_t k = 0; k < 6; k++) {
+        ASSERT(c1.asked[k]);
+        ASSERT_EQ_INT(c1.n_left[k], 10 - (int)k - 1);
+    }
+    /* a filter that allows nothing ends the request with an error */
+    q = greedy(p, 20, 10, &co.rec[1]);
+    q.constraint.allow = cons_allow;
+    q.constraint.accept = cons_accept;
+    q.constraint.arg = &c2;
+    (void)submit_ok(s, &q);
+    wait_done(&co.rec[1]);
+    ASSERT_EQ_INT(co.rec[1].done.finish, SCHED_FINISH_ERROR);
+    ASSERT(strstr(co.rec[1].done.msg, "constrained decoding") != NULL);
+    ASSERT_EQ_SIZE(co.rec[1].n_toks, 0);
+    sched_free(s);
+    coll_fini(&co);
+    model_free(m);
+}
