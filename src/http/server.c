@@ -27,12 +27,15 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
 #include "core/json.h"
 #include "core/limits.h"
 #include "core/log.h"
+#include "core/rand.h"
+#include "core/str.h"
 
 /* Extra response header bytes an application may add. */
 #define SERVER_HEADERS_MAX  4096u
@@ -42,6 +45,13 @@
 #define SERVER_READ_CHUNK   16384u
 /* Compact the stream buffer once this many sent bytes sit at its start. */
 #define SERVER_COMPACT_SENT 65536u
+/* Lingering close after an error answered before the request was read:
+ * how long, and how many bytes, to read and drop so that the client sees
+ * the response instead of a reset (nginx lingering_close). */
+#define SERVER_LINGER_MS    3000u
+#define SERVER_LINGER_BYTES (16u << 20)
+/* Buckets of the per-address connection counts (a power of two). */
+#define SERVER_IP_BUCKETS   1024u
 
 enum conn_state {
     CONN_HANDSHAKE,
@@ -50,10 +60,20 @@ enum conn_state {
     CONN_APP,
     CONN_WRITE,
     CONN_STREAM,
+    CONN_LINGER, /* response sent, write side shut: reading and dropping until EOF */
+};
+
+/* Open connections from one client address (IPv4, or an IPv6 /64 prefix). */
+struct ip_count {
+    struct ip_count *next;
+    uint32_t n;
+    uint8_t len; /* 4 or 8 bytes of addr */
+    uint8_t addr[8];
 };
 
 struct http_exchange {
     struct http_server *srv;
+    struct ip_count *ipc; /* this connection's address count, or NULL */
     struct http_exchange *prev, *next;
     int fd;
     enum conn_state state;
@@ -75,6 +95,8 @@ struct http_exchange {
     struct slm_buf out;
     size_t out_off;
     bool close_after;
+    bool linger;         /* after the response: lingering close (see CONN_LINGER) */
+    size_t linger_bytes; /* dropped so far */
     bool stream_ended;
     bool dead;
     bool aborted;
@@ -95,6 +117,8 @@ struct http_server {
     struct http_exchange *conns;
     size_t n_conns;
     struct http_server_stats stats;
+    struct ip_count **ip_buckets; /* SERVER_IP_BUCKETS chains; NULL: no per-address cap */
+    uint64_t ip_seed;             /* random: clients cannot pick colliding addresses */
 };
 
 static void conn_drive(struct http_exchange *c);
@@ -119,12 +143,98 @@ struct http_server_params http_server_params_default(void)
     return p;
 }
 
+/* ---- per-address connection counts ---- */
+
+/*
+ * The address key of a peer: an IPv4 address (also when IPv4-mapped into
+ * IPv6), or the /64 prefix of an IPv6 address, since one IPv6 client
+ * usually holds a whole /64. Returns the key length, 0 for other families.
+ */
+static size_t ip_key(const struct sockaddr_storage *ss, uint8_t key[8])
+{
+    if (ss->ss_family == AF_INET) {
+        memcpy(key, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+        return 4;
+    }
+    if (ss->ss_family == AF_INET6) {
+        const uint8_t *a = ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
+        static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+        if (memcmp(a, mapped, sizeof(mapped)) == 0) {
+            memcpy(key, a + 12, 4);
+            return 4;
+        }
+        memcpy(key, a, 8);
+        return 8;
+    }
+    return 0;
+}
+
+static size_t ip_bucket(const struct http_server *s, const uint8_t *key, size_t len)
+{
+    uint64_t h = s->ip_seed ^ 0xcbf29ce484222325ull; /* FNV-1a, seeded */
+
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ key[i]) * 0x100000001b3ull;
+    h ^= h >> 29;
+    return (size_t)(h & (SERVER_IP_BUCKETS - 1));
+}
+
+/*
+ * Counts a new connection from ss. Returns the count it joined (or NULL when
+ * there is no per-address cap or the family has no address), or sets
+ * *over when the address already has max_conns_per_ip connections.
+ */
+static struct ip_count *ip_acquire(struct http_server *s, const struct sockaddr_storage *ss,
+                                   bool *over)
+{
+    uint8_t key[8];
+    size_t len, b;
+    struct ip_count *e;
+
+    *over = false;
+    if (s->ip_buckets == NULL || (len = ip_key(ss, key)) == 0) return NULL;
+    b = ip_bucket(s, key, len);
+    for (e = s->ip_buckets[b]; e != NULL; e = e->next) {
+        if (e->len == len && memcmp(e->addr, key, len) == 0) break;
+    }
+    if (e != NULL && e->n >= s->p.max_conns_per_ip) {
+        *over = true;
+        return NULL;
+    }
+    if (e == NULL) {
+        e = slm_calloc(1, sizeof(*e));
+        if (e == NULL) return NULL; /* not counted: the connection is still served */
+        e->len = (uint8_t)len;
+        memcpy(e->addr, key, len);
+        e->next = s->ip_buckets[b];
+        s->ip_buckets[b] = e;
+    }
+    e->n++;
+    return e;
+}
+
+static void ip_release(struct http_server *s, struct ip_count *e)
+{
+    struct ip_count **pp;
+
+    if (e == NULL || --e->n > 0) return;
+    for (pp = &s->ip_buckets[ip_bucket(s, e->addr, e->len)]; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == e) {
+            *pp = e->next;
+            slm_free(e);
+            return;
+        }
+    }
+}
+
 /* ---- connection life ---- */
 
 static void conn_free(struct http_exchange *c)
 {
     struct http_server *s = c->srv;
 
+    ip_release(s, c->ipc);
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -151,7 +261,8 @@ static void conn_kill(struct http_exchange *c, bool notify_app)
     c->dead = true;
     http_io_stop(c->srv->loop, &c->io);
     http_timer_stop(c->srv->loop, &c->timer);
-    if (c->tls != NULL && c->state != CONN_HANDSHAKE) http_tls_shutdown(c->tls);
+    if (c->tls != NULL && c->state != CONN_HANDSHAKE && c->state != CONN_LINGER)
+        http_tls_shutdown(c->tls);
     if (notify_app && (c->state == CONN_APP || (c->state == CONN_STREAM && !c->stream_ended)) &&
         c->abort_fn != NULL) {
         http_abort_fn *fn = c->abort_fn;
@@ -185,7 +296,7 @@ static void on_timeout(struct http_loop *loop, struct http_timer *t)
     struct http_exchange *c = t->data;
 
     (void)loop;
-    c->srv->stats.timeouts++;
+    if (c->state != CONN_LINGER) c->srv->stats.timeouts++; /* a linger ending is no timeout */
     c->depth++;
     conn_kill(c, true);
     c->depth--;
@@ -254,6 +365,7 @@ static void respond_error(struct http_exchange *c, int status, const char *messa
 
     c->srv->stats.bad_requests++;
     c->close_after = true;
+    c->linger = true; /* the client may still be sending what we refused */
     slm_buf_init(&b, 4096);
     json_writer_init(&w, &b, false);
     json_obj_begin(&w);
@@ -500,6 +612,37 @@ static void next_request(struct http_exchange *c)
     conn_deadline(c, c->srv->p.keepalive_ms);
 }
 
+/*
+ * Lingering close: the response is out; shut the write side (after TLS's
+ * close_notify) and drop what the client still sends for SERVER_LINGER_MS
+ * (absolute), up to SERVER_LINGER_BYTES, so that closing with unread bytes
+ * does not reset the connection before the client read the response.
+ */
+static void start_linger(struct http_exchange *c)
+{
+    if (c->tls != NULL) http_tls_shutdown(c->tls);
+    (void)shutdown(c->fd, SHUT_WR);
+    c->state = CONN_LINGER;
+    c->timer_on_write = false;
+    conn_deadline(c, SERVER_LINGER_MS);
+}
+
+/* Reads and drops raw bytes. Returns 0 (would block), or SLM_EIO at EOF, error or the cap. */
+static int linger_read(struct http_exchange *c)
+{
+    char tmp[SERVER_READ_CHUNK];
+
+    for (;;) {
+        ssize_t r = read(c->fd, tmp, sizeof(tmp));
+
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return SLM_EIO;
+        c->linger_bytes += (size_t)r;
+        if (c->linger_bytes > SERVER_LINGER_BYTES) return SLM_EIO;
+    }
+}
+
 /* Runs the state machine until it waits for the socket or the application. */
 static void conn_drive(struct http_exchange *c)
 {
@@ -573,11 +716,22 @@ static void conn_drive(struct http_exchange *c)
             }
             conn_arm(c, HTTP_IO_READ | (unsent(c) > 0 ? HTTP_IO_WRITE : 0));
             return;
+        case CONN_LINGER:
+            if (linger_read(c) < 0) {
+                conn_kill(c, false);
+                return;
+            }
+            conn_arm(c, HTTP_IO_READ);
+            return;
         case CONN_WRITE:
             rc = conn_write(c, &want);
             if (rc == SLM_EAGAIN) {
                 conn_arm(c, want);
                 return;
+            }
+            if (rc == 0 && c->close_after && c->linger) {
+                start_linger(c);
+                break;
             }
             if (rc < 0 || c->close_after) {
                 conn_kill(c, false);
@@ -638,17 +792,20 @@ static void peer_name(const struct sockaddr_storage *ss, char *out, size_t cap)
     snprintf(out, cap, "%s:%u", host, port);
 }
 
-static void conn_new(struct http_server *s, int fd, const struct sockaddr_storage *ss)
+static void conn_new(struct http_server *s, int fd, const struct sockaddr_storage *ss,
+                     struct ip_count *ipc)
 {
     struct http_exchange *c = slm_calloc(1, sizeof(*c));
     size_t in_max;
     int one = 1;
 
     if (c == NULL) {
+        ip_release(s, ipc);
         close(fd);
         return;
     }
     c->srv = s;
+    c->ipc = ipc;
     c->fd = fd;
     peer_name(ss, c->peer, sizeof(c->peer));
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -680,9 +837,43 @@ static void conn_new(struct http_server *s, int fd, const struct sockaddr_storag
     conn_release(c);
 }
 
+/*
+ * Refuses a connection over the per-address cap: plain HTTP gets a 503 with
+ * Retry-After (best effort, one non-blocking send), TLS a close (answering
+ * would cost a handshake). Logged at DEBUG only: a flood must not flood the log.
+ */
+static void refuse_per_ip(struct http_server *s, int fd, const struct sockaddr_storage *ss)
+{
+    static const char body[] = "{\"error\":{\"message\":\"too many open connections from your "
+                               "address; close some and retry\",\"type\":\"server_error\","
+                               "\"param\":null,\"code\":null}}";
+    char head[192], peer[64];
+    int n;
+
+    s->stats.refused++;
+    s->stats.refused_per_ip++;
+    if (log_get_level() >= LOG_LEVEL_DEBUG) {
+        peer_name(ss, peer, sizeof(peer));
+        log_debug("http peer=%s refused: more than %u connections from this address", peer,
+                  s->p.max_conns_per_ip);
+    }
+    n = snprintf(head, sizeof(head),
+                 "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                 "Retry-After: 1\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n",
+                 sizeof(body) - 1);
+    if ((s->p.tls == NULL || *s->p.tls == NULL) && n > 0 && (size_t)n < sizeof(head)) {
+        struct iovec iov[2] = { { head, (size_t)n }, { (void *)body, sizeof(body) - 1 } };
+
+        (void)!writev(fd, iov, 2); /* best effort: the socket is new and non-blocking */
+    }
+    close(fd);
+}
+
 static void on_accept(struct http_loop *loop, struct http_io *io, unsigned events)
 {
     struct http_server *s = io->data;
+    struct ip_count *ipc;
+    bool over;
     int i;
 
     (void)loop;
@@ -709,7 +900,12 @@ static void on_accept(struct http_loop *loop, struct http_io *io, unsigned event
             close(fd);
             continue;
         }
-        conn_new(s, fd, &ss);
+        ipc = ip_acquire(s, &ss, &over);
+        if (over) {
+            refuse_per_ip(s, fd, &ss);
+            continue;
+        }
+        conn_new(s, fd, &ss, ipc);
     }
 }
 
@@ -741,7 +937,16 @@ int http_server_new(struct http_loop *loop, const struct http_server_params *p,
     if (s == NULL) return slm_diag_set(d, SLM_ENOMEM, "out of memory");
     s->loop = loop;
     s->p = *p;
+    s->lfd = -1;
     s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (p->max_conns_per_ip > 0) {
+        s->ip_buckets = slm_calloc(SERVER_IP_BUCKETS, sizeof(*s->ip_buckets));
+        if (s->ip_buckets == NULL) {
+            rc = slm_diag_set(d, SLM_ENOMEM, "out of memory");
+            goto fail;
+        }
+        if (slm_random_bytes(&s->ip_seed, sizeof(s->ip_seed)) < 0) s->ip_seed = slm_now_ns();
+    }
     s->lfd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (s->lfd < 0) {
         rc = slm_diag_set(d, SLM_EIO, "socket: %s", strerror(errno));
@@ -773,6 +978,7 @@ int http_server_new(struct http_loop *loop, const struct http_server_params *p,
 fail:
     if (s->lfd >= 0) close(s->lfd);
     if (s->reserve_fd >= 0) close(s->reserve_fd);
+    slm_free(s->ip_buckets);
     slm_free(s);
     return rc;
 }
@@ -799,6 +1005,7 @@ void http_server_free(struct http_server *s)
         conn_release(c);
     }
     if (s->reserve_fd >= 0) close(s->reserve_fd);
+    slm_free(s->ip_buckets); /* every count was released with its connection */
     slm_free(s);
 }
 

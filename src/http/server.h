@@ -1,7 +1,9 @@
 /*
  * server.h - the HTTP/1.1 server: listening socket, connections, TLS
- * handshake, request parsing, keep-alive, deadlines, a connection cap,
- * response writing and Server-Sent Events streaming, on one event loop.
+ * handshake, request parsing, keep-alive, deadlines, connection caps (in
+ * total and per client address), response writing and Server-Sent Events
+ * streaming, on one event loop. After an error answered before the request
+ * was read, the connection closes lingering (see docs/serve.md).
  *
  * A connection runs one request at a time (pipelined bytes wait in its input
  * buffer). Once a request's head and body are complete the server calls the
@@ -59,6 +61,9 @@ struct http_server_params {
      * server runs: new connections use the current one); NULL: plain HTTP. */
     struct http_tls_ctx **tls;
     uint32_t max_conns; /* open connections; more are accepted and closed at once */
+    /* Open connections from one client address (IPv4 address, IPv6 /64 prefix);
+     * more are answered 503 (plain HTTP) or closed (TLS) at once. 0: no cap. */
+    uint32_t max_conns_per_ip;
     uint64_t head_timeout_ms;
     uint64_t body_idle_ms;
     uint64_t keepalive_ms;
@@ -99,7 +104,8 @@ size_t http_server_n_conns(const struct http_server *s);
 
 struct http_server_stats {
     uint64_t accepted;
-    uint64_t refused; /* over the connection cap */
+    uint64_t refused;        /* over a connection cap (total or per address) */
+    uint64_t refused_per_ip; /* of which over the per-address cap */
     uint64_t timeouts;
     uint64_t tls_failed;
     uint64_t bad_requests; /* framing errors answered by the server itself */
