@@ -50,11 +50,25 @@ typedef void kernel_from_float_fn(const float *x, void *y, size_t n);
 typedef void kernel_gemm_fn(size_t n, const void *w, size_t w_stride, size_t n_rows, const void *x,
                             size_t x_stride, size_t n_cols, float *y, size_t y_stride);
 
+/*
+ * Repacking at load time (kernels_avx512.c): weight rows of type t rewritten
+ * into groups of KERNELS_PACK_ROWS interleaved rows that take exactly the
+ * bytes the rows took (so row r0, a multiple of the group, starts at
+ * r0 * row_bytes in both layouts). pack converts n_rows (a multiple of the
+ * group) rows of row_bytes bytes; gemm_packed is gemm over packed rows, with
+ * w at a group start and n_rows a multiple of the group.
+ */
+#define KERNELS_PACK_ROWS 16
+typedef void kernel_pack_fn(const void *w, size_t row_bytes, size_t n_rows, void *out);
+
 struct kernel_ops {
     const char *name; /* "scalar", "avx2", "avx512" */
     kernel_vec_dot_fn *vec_dot[TENSOR_TYPE_COUNT];
     kernel_from_float_fn *from_float[TENSOR_TYPE_COUNT];
     kernel_gemm_fn *gemm[TENSOR_TYPE_COUNT];
+    /* NULL for types this table does not repack. */
+    kernel_pack_fn *pack[TENSOR_TYPE_COUNT];
+    kernel_gemm_fn *gemm_packed[TENSOR_TYPE_COUNT];
     /* f32 helpers for attention and the elementwise parts. */
     float (*dot_f32)(const float *a, const float *b, size_t n);
     /* dot of f32 a with f16 b (attention scores over an F16 KV cache) */

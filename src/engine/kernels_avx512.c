@@ -706,6 +706,156 @@ DEFINE_KERNELS(q4_k)
 DEFINE_KERNELS(q5_k)
 DEFINE_KERNELS(q6_k)
 
+/* ======================= packed Q8_0 (16 interleaved rows) ======================= */
+
+/*
+ * One 32-element block of a group of 16 rows: the rows' scales, then chunk
+ * k (elements 4k .. 4k + 3) of row r at q[k][r], so one 512-bit load holds
+ * a chunk of all 16 rows and vpdpbusd against the activation's chunk k
+ * broadcast gives 16 row partial sums in 16 lanes, with no horizontal sum.
+ * 544 bytes = 16 x sizeof(struct block_q8_0): the group takes its rows'
+ * bytes. The weights stay signed; the activation chunk is made unsigned
+ * (x + 128, by xor) and 128 * (sum of the weight chunk), from one more
+ * vpdpbusd per chunk, is subtracted, so the integer sums are exact.
+ */
+struct pk_q8_0 {
+    uint16_t d[KERNELS_PACK_ROWS];
+    int8_t q[QK8_0 / 4][KERNELS_PACK_ROWS][4];
+};
+
+static void pack_q8_0(const void *w, size_t ws, size_t nr, void *out)
+{
+    size_t nb = ws / sizeof(struct block_q8_0);
+    struct pk_q8_0 *o = out;
+
+    for (size_t g = 0; g < nr; g += KERNELS_PACK_ROWS)
+        for (size_t ib = 0; ib < nb; ib++, o++)
+            for (size_t r = 0; r < KERNELS_PACK_ROWS; r++) {
+                const struct block_q8_0 *b =
+                    (const struct block_q8_0 *)((const uint8_t *)w + (g + r) * ws) + ib;
+
+                o->d[r] = b->d;
+                for (size_t k = 0; k < QK8_0 / 4; k++)
+                    memcpy(o->q[k][r], b->qs + 4 * k, 4);
+            }
+}
+
+INLINE __m512i bcast_chunk_u8(const int8_t *qs, size_t k)
+{
+    int32_t v;
+
+    memcpy(&v, qs + 4 * k, 4);
+    return _mm512_xor_si512(_mm512_set1_epi32(v), _mm512_set1_epi8((char)0x80));
+}
+
+/*
+ * 16 rows x one column in llama.cpp's order (as tile_q8_0): lane r of acc[k]
+ * accumulates fma(d_w * d_x, sum of elements 4k .. 4k + 3, .) block after
+ * block for row r, and the eight lanes of a row are summed like hsum8_ggml.
+ * Decode and small batches use it, so their bits do not change with packing.
+ */
+static void pk_q8_0_exact(size_t nb, const struct pk_q8_0 *pw, const struct block_q8_0 *bx,
+                          float *y)
+{
+    const __m512i k80 = _mm512_set1_epi8((char)0x80);
+    __m512 acc[QK8_0 / 4];
+
+    for (int k = 0; k < QK8_0 / 4; k++)
+        acc[k] = _mm512_setzero_ps();
+    for (size_t ib = 0; ib < nb; ib++) {
+        const struct pk_q8_0 *b = pw + ib;
+        __m512 dd = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b->d)),
+                                  _mm512_set1_ps(h2f(bx[ib].d)));
+
+        for (int k = 0; k < QK8_0 / 4; k++) {
+            __m512i wk = _mm512_loadu_si512(b->q[k]);
+            __m512i s =
+                _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(),
+                                                     bcast_chunk_u8(bx[ib].qs, (size_t)k), wk),
+                                 _mm512_dpbusd_epi32(_mm512_setzero_si512(), k80, wk));
+
+            acc[k] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(s), acc[k]);
+        }
+    }
+    _mm512_storeu_ps(
+        y,
+        _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(acc[4], acc[0]), _mm512_add_ps(acc[6], acc[2])),
+                      _mm512_add_ps(_mm512_add_ps(acc[5], acc[1]), _mm512_add_ps(acc[7], acc[3]))));
+}
+
+/*
+ * 16 rows x C columns for batches: one integer sum per (row, column, block)
+ * (exact), one fma per block; each weight chunk is loaded once for the C
+ * columns.
+ */
+INLINE void pk_q8_0_fast(const int C, size_t nb, const struct pk_q8_0 *pw, const uint8_t *x,
+                         size_t xs, float *y, size_t ys)
+{
+    const __m512i k80 = _mm512_set1_epi8((char)0x80);
+    __m512 acc[8];
+
+    for (int c = 0; c < C; c++)
+        acc[c] = _mm512_setzero_ps();
+    for (size_t ib = 0; ib < nb; ib++) {
+        const struct pk_q8_0 *b = pw + ib;
+        __m512i is[8], wc = _mm512_setzero_si512();
+        __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b->d));
+
+        for (int c = 0; c < C; c++)
+            is[c] = _mm512_setzero_si512();
+        for (int k = 0; k < QK8_0 / 4; k++) {
+            __m512i wk = _mm512_loadu_si512(b->q[k]);
+
+            wc = _mm512_dpbusd_epi32(wc, k80, wk);
+            for (int c = 0; c < C; c++) {
+                const struct block_q8_0 *bx = (const struct block_q8_0 *)(x + c * xs) + ib;
+
+                is[c] = _mm512_dpbusd_epi32(is[c], bcast_chunk_u8(bx->qs, (size_t)k), wk);
+            }
+        }
+        for (int c = 0; c < C; c++) {
+            const struct block_q8_0 *bx = (const struct block_q8_0 *)(x + c * xs) + ib;
+            __m512 dd = _mm512_mul_ps(dw, _mm512_set1_ps(h2f(bx->d)));
+
+            acc[c] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(_mm512_sub_epi32(is[c], wc)), acc[c]);
+        }
+    }
+    for (int c = 0; c < C; c++)
+        _mm512_storeu_ps(y + c * ys, acc[c]);
+}
+
+/* Columns below this go through pk_q8_0_exact (llama.cpp's rounding). */
+#define PK_EXACT_COLS 32
+
+static void gemm_packed_q8_0(size_t n, const void *w, size_t ws, size_t nr, const void *x,
+                             size_t xs, size_t nc, float *y, size_t ys)
+{
+    size_t nb = n / QK8_0;
+
+    for (size_t g = 0; g < nr; g += KERNELS_PACK_ROWS) {
+        const struct pk_q8_0 *pw = (const struct pk_q8_0 *)((const uint8_t *)w + g * ws);
+        size_t c = 0;
+
+        if (nc < PK_EXACT_COLS) {
+            for (; c < nc; c++)
+                pk_q8_0_exact(nb, pw, (const struct block_q8_0 *)((const uint8_t *)x + c * xs),
+                              y + c * ys + g);
+            continue;
+        }
+        for (; c + 8 <= nc; c += 8)
+            pk_q8_0_fast(8, nb, pw, (const uint8_t *)x + c * xs, xs, y + c * ys + g, ys);
+        if (c + 4 <= nc) {
+            pk_q8_0_fast(4, nb, pw, (const uint8_t *)x + c * xs, xs, y + c * ys + g, ys);
+            c += 4;
+        }
+        if (c + 2 <= nc) {
+            pk_q8_0_fast(2, nb, pw, (const uint8_t *)x + c * xs, xs, y + c * ys + g, ys);
+            c += 2;
+        }
+        if (c < nc) pk_q8_0_fast(1, nb, pw, (const uint8_t *)x + c * xs, xs, y + c * ys + g, ys);
+    }
+}
+
 /* ======================= activation conversion ======================= */
 
 /* Lanes holding NaN or an infinity. */
@@ -1316,6 +1466,8 @@ const struct kernel_ops kernels_avx512 = {
         [TENSOR_TYPE_Q5_K] = gemm_q5_k,
         [TENSOR_TYPE_Q6_K] = gemm_q6_k,
     },
+    .pack = { [TENSOR_TYPE_Q8_0] = pack_q8_0 },
+    .gemm_packed = { [TENSOR_TYPE_Q8_0] = gemm_packed_q8_0 },
     .dot_f32 = dot_f32,
     .dot_f32_f16 = dot_f32_f16,
     .axpy_f32 = axpy_f32,

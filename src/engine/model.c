@@ -11,14 +11,18 @@
  * llama.cpp (src/llama-model.cpp, src/llama-context.cpp, src/models/).
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/alloc.h"
 #include "core/limits.h"
+#include "engine/kernels.h"
 #include "engine/model_int.h"
 #include "engine/quant.h"
+
+#include <sys/mman.h>
 
 /* Feed-forward width: the largest llama-family models use ~ 53,248. */
 #define MODEL_MAX_FF (1u << 20)
@@ -558,6 +562,58 @@ out:
     return rc;
 }
 
+/*
+ * Repacks l's rows for the selected kernels if they have a packed layout for
+ * its type and its rows come in whole groups; the mapping's pages that held
+ * only these rows are then dropped (MADV_DONTNEED: the file's pages stay in
+ * the page cache, not in this process), so resident memory does not double.
+ * The rows stay readable through the mapping (a page fault re-reads them).
+ */
+static int pack_linear(struct model *m, const struct kernel_ops *k, struct model_linear *l,
+                       struct slm_diag *d)
+{
+    enum tensor_type t = l->w->type;
+    size_t bytes;
+    uintptr_t lo, hi, page = 4096;
+
+    if (k->pack[t] == NULL || k->gemm_packed[t] == NULL || l->n_out % KERNELS_PACK_ROWS != 0 ||
+        l->w == m->tok_embd)
+        return 0;
+    if (!slm_mul_size(l->n_out, l->row_bytes, &bytes)) return 0;
+    l->packed = slm_aligned_alloc(64, bytes);
+    if (l->packed == NULL)
+        return slm_diag_set(d, SLM_ENOMEM, "out of memory repacking a %zu-byte weight", bytes);
+    k->pack[t](l->w->data, l->row_bytes, l->n_out, l->packed);
+    m->packed_bytes += bytes;
+    lo = ((uintptr_t)l->w->data + page - 1) / page * page;
+    hi = ((uintptr_t)l->w->data + bytes) / page * page;
+    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    return 0;
+}
+
+/*
+ * Repacks every linear layer the kernels have a packed layout for, unless
+ * SLM_REPACK=0 (for comparisons: same results on decode and small batches,
+ * the layout only changes speed and the rounding of large batches).
+ */
+static int pack_weights(struct model *m, struct slm_diag *d)
+{
+    const struct kernel_ops *k = kernels_get();
+    const char *env = getenv("SLM_REPACK");
+    int rc;
+
+    if (env != NULL && strcmp(env, "0") == 0) return 0;
+    if ((rc = pack_linear(m, k, &m->output, d)) < 0) return rc;
+    for (uint32_t il = 0; il < m->hp.n_layer; il++) {
+        struct model_layer *L = &m->layers[il];
+        struct model_linear *ls[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down };
+
+        for (size_t i = 0; i < sizeof(ls) / sizeof(ls[0]); i++)
+            if ((rc = pack_linear(m, k, ls[i], d)) < 0) return rc;
+    }
+    return 0;
+}
+
 /* Formats a parameter count as "1.2B", "135M", "12K". */
 static void fmt_params(char *buf, size_t cap, uint64_t n)
 {
@@ -638,7 +694,7 @@ int model_load(const char *path, struct model **out, struct slm_diag *d)
     }
     m->hp.n_vocab = (uint32_t)n_vocab;
     rope_derive(m);
-    if ((rc = load_tensors(m, arch, d)) < 0) goto fail;
+    if ((rc = load_tensors(m, arch, d)) < 0 || (rc = pack_weights(m, d)) < 0) goto fail;
     describe(m);
     *out = m;
     return 0;
@@ -651,6 +707,18 @@ fail:
 void model_free(struct model *m)
 {
     if (m == NULL) return;
+    slm_free(m->output.packed);
+    for (uint32_t il = 0; m->layers != NULL && il < m->hp.n_layer; il++) {
+        struct model_layer *L = &m->layers[il];
+
+        slm_free(L->wq.packed);
+        slm_free(L->wk.packed);
+        slm_free(L->wv.packed);
+        slm_free(L->wo.packed);
+        slm_free(L->gate.packed);
+        slm_free(L->up.packed);
+        slm_free(L->down.packed);
+    }
     slm_free(m->layers);
     tokenizer_free(m->tok);
     gguf_close(m->gguf);
@@ -667,6 +735,11 @@ const struct model_hparams *model_get_hparams(const struct model *m)
 const struct tokenizer *model_get_tokenizer(const struct model *m)
 {
     return m->tok;
+}
+
+uint64_t model_packed_bytes(const struct model *m)
+{
+    return m->packed_bytes;
 }
 
 /* Returns borrowed (valid until model_free). */

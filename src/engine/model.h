@@ -85,6 +85,8 @@ const struct tokenizer *model_get_tokenizer(const struct model *m);
 const struct gguf_file *model_get_gguf(const struct model *m);
 /* "llama 1B Q4_K_M"-like description for tables; borrowed. */
 const char *model_describe(const struct model *m);
+/* Bytes of weights repacked for the kernels at load (0: none; SLM_REPACK=0). */
+uint64_t model_packed_bytes(const struct model *m);
 /* Bytes of weights (all tensors) and number of parameters. */
 uint64_t model_weight_bytes(const struct model *m);
 uint64_t model_n_params(const struct model *m);

@@ -182,8 +182,15 @@ static void job_matmul(void *arg, unsigned ith, unsigned nth)
                 x_stride = (size_t)rb;
             }
             y = j->y[p];
-            c->k->gemm[l->w->type](l->n_in, (const char *)l->w->data + r0 * l->row_bytes,
-                                   l->row_bytes, r1 - r0, x, x_stride, j->n_cols, y + r0, l->n_out);
+            if (l->packed != NULL && c->k->gemm_packed[l->w->type] != NULL &&
+                r0 % KERNELS_PACK_ROWS == 0 && (r1 - r0) % KERNELS_PACK_ROWS == 0)
+                c->k->gemm_packed[l->w->type](l->n_in, (const char *)l->packed + r0 * l->row_bytes,
+                                              l->row_bytes, r1 - r0, x, x_stride, j->n_cols, y + r0,
+                                              l->n_out);
+            else
+                c->k->gemm[l->w->type](l->n_in, (const char *)l->w->data + r0 * l->row_bytes,
+                                       l->row_bytes, r1 - r0, x, x_stride, j->n_cols, y + r0,
+                                       l->n_out);
             if (l->b != NULL)
                 for (size_t col = 0; col < j->n_cols; col++)
                     for (size_t i = r0; i < r1; i++)

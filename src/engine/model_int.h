@@ -25,6 +25,8 @@ struct model_linear {
     enum tensor_type act; /* the activation type W is multiplied with */
     size_t n_in, n_out;
     size_t row_bytes; /* bytes of one weight row */
+    /* The rows repacked for the kernels (kernel_ops.pack; owned), or NULL. */
+    void *packed;
 };
 
 struct model_layer {
@@ -53,5 +55,6 @@ struct model {
     bool act_used[TENSOR_TYPE_COUNT];
     size_t max_in; /* largest n_in of any linear layer */
     uint64_t n_params, weight_bytes;
+    uint64_t packed_bytes; /* weights repacked at load (pack_weights) */
     char desc[96];
 };
