@@ -824,37 +824,136 @@ INLINE void pk_q8_0_fast(const int C, size_t nb, const struct pk_q8_0 *pw, const
         _mm512_storeu_ps(y + c * ys, acc[c]);
 }
 
+/* ======================= packed Q4_0 (16 interleaved rows) ======================= */
+
+/*
+ * As pk_q8_0: chunk k holds bytes 4k .. 4k + 3 of the 16 rows' nibbles, so
+ * one load gives elements 4k .. 4k + 3 (low nibbles) and 16 + 4k .. 16 + 4k
+ * + 3 (high nibbles) of 16 rows. The nibbles (0..15) are vpdpbusd's
+ * unsigned operand against the signed activation, and 8 * (sum of the
+ * activation chunk) is subtracted. 288 bytes = 16 x sizeof(struct block_q4_0).
+ */
+struct pk_q4_0 {
+    uint16_t d[KERNELS_PACK_ROWS];
+    uint8_t q[QK4_0 / 8][KERNELS_PACK_ROWS][4];
+};
+
+static void pack_q4_0(const void *w, size_t ws, size_t nr, void *out)
+{
+    size_t nb = ws / sizeof(struct block_q4_0);
+    struct pk_q4_0 *o = out;
+
+    for (size_t g = 0; g < nr; g += KERNELS_PACK_ROWS)
+        for (size_t ib = 0; ib < nb; ib++, o++)
+            for (size_t r = 0; r < KERNELS_PACK_ROWS; r++) {
+                const struct block_q4_0 *b =
+                    (const struct block_q4_0 *)((const uint8_t *)w + (g + r) * ws) + ib;
+
+                o->d[r] = b->d;
+                for (size_t k = 0; k < QK4_0 / 8; k++)
+                    memcpy(o->q[k][r], b->qs + 4 * k, 4);
+            }
+}
+
+INLINE __m512i bcast_chunk_s8(const int8_t *qs, size_t k)
+{
+    int32_t v;
+
+    memcpy(&v, qs + 4 * k, 4);
+    return _mm512_set1_epi32(v);
+}
+
+/* 16 rows x C columns, one exact integer sum per block (see pk_q8_0_fast). */
+INLINE void pk_q4_0_fast(const int C, size_t nb, const struct pk_q4_0 *pw, const uint8_t *x,
+                         size_t xs, float *y, size_t ys)
+{
+    const __m512i m0f = _mm512_set1_epi8(0x0F), k8 = _mm512_set1_epi8(8);
+    __m512 acc[8];
+
+    for (int c = 0; c < C; c++)
+        acc[c] = _mm512_setzero_ps();
+    for (size_t ib = 0; ib < nb; ib++) {
+        const struct pk_q4_0 *b = pw + ib;
+        __m512i is[8], cs[8];
+        __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b->d));
+
+        for (int c = 0; c < C; c++)
+            is[c] = cs[c] = _mm512_setzero_si512();
+        for (int k = 0; k < 4; k++) {
+            __m512i v = _mm512_loadu_si512(b->q[k]);
+            __m512i lo = _mm512_and_si512(v, m0f);
+            __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m0f);
+
+            for (int c = 0; c < C; c++) {
+                const struct block_q8_0 *bx = (const struct block_q8_0 *)(x + c * xs) + ib;
+                __m512i xl = bcast_chunk_s8(bx->qs, (size_t)k);
+                __m512i xh = bcast_chunk_s8(bx->qs, (size_t)k + 4);
+
+                is[c] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(is[c], lo, xl), hi, xh);
+                cs[c] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(cs[c], k8, xl), k8, xh);
+            }
+        }
+        for (int c = 0; c < C; c++) {
+            const struct block_q8_0 *bx = (const struct block_q8_0 *)(x + c * xs) + ib;
+            __m512 dd = _mm512_mul_ps(dw, _mm512_set1_ps(h2f(bx->d)));
+
+            acc[c] =
+                _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(_mm512_sub_epi32(is[c], cs[c])), acc[c]);
+        }
+    }
+    for (int c = 0; c < C; c++)
+        _mm512_storeu_ps(y + c * ys, acc[c]);
+}
+
 /* Columns below this go through pk_q8_0_exact (llama.cpp's rounding). */
 #define PK_EXACT_COLS 32
 
-static void gemm_packed_q8_0(size_t n, const void *w, size_t ws, size_t nr, const void *x,
-                             size_t xs, size_t nc, float *y, size_t ys)
-{
-    size_t nb = n / QK8_0;
-
-    for (size_t g = 0; g < nr; g += KERNELS_PACK_ROWS) {
-        const struct pk_q8_0 *pw = (const struct pk_q8_0 *)((const uint8_t *)w + g * ws);
-        size_t c = 0;
-
-        if (nc < PK_EXACT_COLS) {
-            for (; c < nc; c++)
-                pk_q8_0_exact(nb, pw, (const struct block_q8_0 *)((const uint8_t *)x + c * xs),
-                              y + c * ys + g);
-            continue;
-        }
-        for (; c + 8 <= nc; c += 8)
-            pk_q8_0_fast(8, nb, pw, (const uint8_t *)x + c * xs, xs, y + c * ys + g, ys);
-        if (c + 4 <= nc) {
-            pk_q8_0_fast(4, nb, pw, (const uint8_t *)x + c * xs, xs, y + c * ys + g, ys);
-            c += 4;
-        }
-        if (c + 2 <= nc) {
-            pk_q8_0_fast(2, nb, pw, (const uint8_t *)x + c * xs, xs, y + c * ys + g, ys);
-            c += 2;
-        }
-        if (c < nc) pk_q8_0_fast(1, nb, pw, (const uint8_t *)x + c * xs, xs, y + c * ys + g, ys);
+/*
+ * The packed gemm of type T: groups of 16 rows; with EXACT, below
+ * PK_EXACT_COLS columns one column at a time in llama.cpp's rounding (Q8_0,
+ * whose file-layout kernels round like llama.cpp; the Q4_0 ones do not),
+ * else tiles of 8/4/2/1 columns.
+ */
+#define DEFINE_PACKED(T, QK, EXACT)                                                           \
+    static void gemm_packed_##T(size_t n, const void *w, size_t ws, size_t nr, const void *x, \
+                                size_t xs, size_t nc, float *y, size_t ys)                    \
+    {                                                                                         \
+        const uint8_t *xb = x;                                                                \
+        size_t nb = n / (QK);                                                                 \
+                                                                                              \
+        for (size_t g = 0; g < nr; g += KERNELS_PACK_ROWS) {                                  \
+            const struct pk_##T *pw = (const struct pk_##T *)((const uint8_t *)w + g * ws);   \
+            size_t c = 0;                                                                     \
+                                                                                              \
+            if ((EXACT) && nc < PK_EXACT_COLS) {                                              \
+                for (; c < nc; c++)                                                           \
+                    pk_##T##_exact(nb, pw, (const struct block_q8_0 *)(xb + c * xs),          \
+                                   y + c * ys + g);                                           \
+                continue;                                                                     \
+            }                                                                                 \
+            for (; c + 8 <= nc; c += 8)                                                       \
+                pk_##T##_fast(8, nb, pw, xb + c * xs, xs, y + c * ys + g, ys);                \
+            if (c + 4 <= nc) {                                                                \
+                pk_##T##_fast(4, nb, pw, xb + c * xs, xs, y + c * ys + g, ys);                \
+                c += 4;                                                                       \
+            }                                                                                 \
+            if (c + 2 <= nc) {                                                                \
+                pk_##T##_fast(2, nb, pw, xb + c * xs, xs, y + c * ys + g, ys);                \
+                c += 2;                                                                       \
+            }                                                                                 \
+            if (c < nc) pk_##T##_fast(1, nb, pw, xb + c * xs, xs, y + c * ys + g, ys);        \
+        }                                                                                     \
     }
+
+/* Never called: Q4_0 has no exact variant (DEFINE_PACKED's EXACT is 0). */
+static void pk_q4_0_exact(size_t nb, const struct pk_q4_0 *pw, const struct block_q8_0 *bx,
+                          float *y)
+{
+    (void)nb, (void)pw, (void)bx, (void)y;
 }
+
+DEFINE_PACKED(q8_0, QK8_0, 1)
+DEFINE_PACKED(q4_0, QK4_0, 0)
 
 /* ======================= activation conversion ======================= */
 
@@ -1466,8 +1565,8 @@ const struct kernel_ops kernels_avx512 = {
         [TENSOR_TYPE_Q5_K] = gemm_q5_k,
         [TENSOR_TYPE_Q6_K] = gemm_q6_k,
     },
-    .pack = { [TENSOR_TYPE_Q8_0] = pack_q8_0 },
-    .gemm_packed = { [TENSOR_TYPE_Q8_0] = gemm_packed_q8_0 },
+    .pack = { [TENSOR_TYPE_Q8_0] = pack_q8_0, [TENSOR_TYPE_Q4_0] = pack_q4_0 },
+    .gemm_packed = { [TENSOR_TYPE_Q8_0] = gemm_packed_q8_0, [TENSOR_TYPE_Q4_0] = gemm_packed_q4_0 },
     .dot_f32 = dot_f32,
     .dot_f32_f16 = dot_f32_f16,
     .axpy_f32 = axpy_f32,
