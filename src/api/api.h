@@ -74,9 +74,15 @@ struct api_params {
     struct http_server *server;       /* borrowed: its loop receives engine events */
     const struct api_keys *keys;      /* borrowed; never NULL */
     const struct chat_template *tmpl; /* borrowed; NULL: /v1/chat/completions answers 500 */
-    const char *alias;                /* model id in /v1/models and responses */
-    int32_t n_predict_max;            /* server-wide cap on generated tokens; < 0: none */
-    const char *const *cors_origins;  /* allowed Origin values (exact match) */
+    /* The source of tmpl when it is not the model's own (--chat-template-file),
+     * borrowed: the tool-call format, Devstral's [ARGS] and <think> are
+     * detected from the template in use. NULL: the model's
+     * tokenizer.chat_template (and vocabulary) decide. */
+    const char *tmpl_src;
+    size_t tmpl_src_len;
+    const char *alias;               /* model id in /v1/models and responses */
+    int32_t n_predict_max;           /* server-wide cap on generated tokens; < 0: none */
+    const char *const *cors_origins; /* allowed Origin values (exact match) */
     size_t n_cors_origins;
 };
 

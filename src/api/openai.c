@@ -545,15 +545,34 @@ static void token_text(const struct tokenizer *t, tok_id id, char *out, size_t c
     out[len] = '\0';
 }
 
-/* True if the model's template or vocabulary has the text needle. */
-static bool model_knows(const struct model *m, const struct tokenizer *t, const char *needle)
+/*
+ * Returns borrowed: the source of the chat template in use, the override's
+ * (--chat-template-file) or the model's tokenizer.chat_template; NULL when
+ * neither exists (a built-in template, chosen by the vocabulary).
+ */
+static const char *template_source(const struct api_params *p, size_t *len)
 {
     struct gguf_str src;
-    size_t n = strlen(needle);
+
+    *len = 0;
+    if (p->tmpl_src != NULL) {
+        *len = p->tmpl_src_len;
+        return p->tmpl_src;
+    }
+    if (gguf_get_str(model_get_gguf(p->model), "tokenizer.chat_template", &src, NULL) < 0)
+        return NULL;
+    *len = src.len;
+    return src.ptr;
+}
+
+/* True if the template in use or the vocabulary has the text needle. */
+static bool model_knows(const struct api_params *p, const struct tokenizer *t, const char *needle)
+{
+    size_t n = strlen(needle), len;
+    const char *src = template_source(p, &len);
 
     if (tokenizer_find(t, needle, n) != TOK_NONE) return true;
-    return gguf_get_str(model_get_gguf(m), "tokenizer.chat_template", &src, NULL) == 0 &&
-           memmem(src.ptr, src.len, needle, n) != NULL;
+    return src != NULL && memmem(src, len, needle, n) != NULL;
 }
 
 /*
@@ -577,18 +596,25 @@ static uint64_t keepalive_ms(void)
 }
 
 /*
- * The tool-call format of the model's replies: from the model's own chat
- * template, else from its vocabulary (the markers, then the chat family the
- * built-in template is chosen by).
+ * The tool-call format of the model's replies: from the chat template in use
+ * (the override's markers, else its chat family, since an override names the
+ * format the model is prompted in; or the model's own template's markers),
+ * else from the vocabulary (the markers, then the chat family the built-in
+ * template is chosen by).
  */
-static enum chat_toolcall_format toolcall_format(const struct model *m, const struct tokenizer *t)
+static enum chat_toolcall_format toolcall_format(const struct api_params *p,
+                                                 const struct tokenizer *t)
 {
-    struct gguf_str src;
-    enum chat_toolcall_format f = CHAT_TOOLCALL_NONE;
+    size_t len;
+    const char *src = template_source(p, &len);
+    enum chat_toolcall_format f = chat_toolcall_format_detect(src, len);
 
-    if (gguf_get_str(model_get_gguf(m), "tokenizer.chat_template", &src, NULL) == 0)
-        f = chat_toolcall_format_detect(src.ptr, src.len);
     if (f != CHAT_TOOLCALL_NONE) return f;
+    if (p->tmpl_src != NULL) {
+        if (memmem(src, len, "<|im_start|>", 12) != NULL) return CHAT_TOOLCALL_HERMES;
+        if (memmem(src, len, "<|start_header_id|>", 19) != NULL) return CHAT_TOOLCALL_LLAMA3;
+        if (memmem(src, len, "[INST]", 6) != NULL) return CHAT_TOOLCALL_MISTRAL;
+    }
     if (tokenizer_find(t, "[TOOL_CALLS]", 12) != TOK_NONE) return CHAT_TOOLCALL_MISTRAL;
     if (tokenizer_find(t, "<tool_call>", 11) != TOK_NONE) return CHAT_TOOLCALL_HERMES;
     if (tokenizer_find(t, "<|python_tag|>", 14) != TOK_NONE) return CHAT_TOOLCALL_LLAMA3;
@@ -624,9 +650,12 @@ int api_new(const struct api_params *p, struct api **out, struct slm_diag *d)
                            "tokenizer.ggml.suffix_token_id", "<|fim_suffix|>");
     a->fim_mid = fim_token(p->model, a->tok, "tokenizer.ggml.fim_mid_token_id",
                            "tokenizer.ggml.middle_token_id", "<|fim_middle|>");
-    a->tc_fmt = toolcall_format(p->model, a->tok);
-    a->mistral_args = model_knows(p->model, a->tok, "[ARGS]");
-    a->thinks = model_knows(p->model, a->tok, "<think>");
+    a->tc_fmt = toolcall_format(p, a->tok);
+    a->mistral_args = model_knows(p, a->tok, "[ARGS]");
+    a->thinks = model_knows(p, a->tok, "<think>");
+    log_info("tool calls: %s format, <think> reasoning: %s (from the %s)",
+             chat_toolcall_format_name(a->tc_fmt), a->thinks ? "yes" : "no",
+             p->tmpl_src != NULL ? "--chat-template-file" : "model's template and vocabulary");
     a->keepalive_ms = keepalive_ms();
     token_text(a->tok, tokenizer_bos(a->tok), a->bos_text, sizeof(a->bos_text));
     token_text(a->tok, tokenizer_eos(a->tok), a->eos_text, sizeof(a->eos_text));

@@ -37,6 +37,7 @@ struct api_req {
     enum api_kind kind;
     bool stream, include_usage;
     bool stop_hit, text_full, client_gone, shutdown;
+    bool lost; /* a stream event could not be queued: the stream cannot end whole */
     uint64_t sched_id;
     char id[48];
     int64_t created;
@@ -355,6 +356,7 @@ static int put_chunk(struct api_req *r, const struct chunk *c)
     json_obj_end(&w);
     rc = json_writer_finish(&w);
     if (rc == 0) rc = http_sse_data(r->sse, b.data, b.len);
+    if (rc < 0) r->lost = true;
     slm_buf_fini(&b);
     return rc;
 }
@@ -374,6 +376,7 @@ static int put_error_event(struct api_req *r, const char *type, const char *msg)
     json_obj_end(&w);
     rc = json_writer_finish(&w);
     if (rc == 0) rc = http_sse_data(r->sse, b.data, b.len);
+    if (rc < 0) r->lost = true;
     slm_buf_fini(&b);
     return rc;
 }
@@ -501,7 +504,10 @@ static void stream_pending(struct api_req *r, bool final)
     if (end <= r->sent) return;
     /* The parsers have taken the text even if a chunk could not be queued. */
     r->sent = end;
-    if (reply_feed(&k, r->text.data + from, end - from) < 0) return;
+    if (reply_feed(&k, r->text.data + from, end - from) < 0) {
+        r->lost = true;
+        return;
+    }
     if (http_exchange_stream_flush(r->ex) < 0) {
         /* the exchange is gone: on_abort already ran */
     }
@@ -593,7 +599,12 @@ static void respond_final(struct api_req *r, const char *finish, uint32_t n_gen,
     slm_buf_fini(&b);
 }
 
-/* Sends the end of a stream: the last pieces, finish (or an error), usage, [DONE]. */
+/*
+ * Sends the end of a stream: the last pieces, finish (or an error), usage,
+ * [DONE], and the body's end, after which the connection is reused. A
+ * stream that lost an event (buffer full, out of memory) is cut instead,
+ * so the client sees an incomplete body rather than a complete wrong one.
+ */
 static void end_stream(struct api_req *r, const struct sched_event *ev, const char *finish)
 {
     struct api *a = r->a;
@@ -613,8 +624,13 @@ static void end_stream(struct api_req *r, const struct sched_event *ev, const ch
                              "the request was canceled: the server is shutting down") == 0;
     }
     if (ok) ok = http_sse_done(r->sse) == 0;
-    if (!ok) log_info("request id=%s: end of stream lost (stream buffer full)", r->id);
     a->c.streams_active--;
+    if (!ok || r->lost) {
+        log_info("request id=%s: stream events lost (stream buffer full); connection closed",
+                 r->id);
+        http_exchange_stream_abort(r->ex);
+        return;
+    }
     http_exchange_stream_end(r->ex);
 }
 
@@ -649,8 +665,7 @@ static void on_done(struct api_req *r, const struct sched_event *ev)
             struct reply_sink k = { r, NULL };
 
             stream_pending(r, true);
-            if (r->ex != NULL && reply_finish(&k) < 0)
-                log_info("request id=%s: reply deltas lost (stream buffer full)", r->id);
+            if (r->ex != NULL && reply_finish(&k) < 0) r->lost = true;
         } else {
             struct reply_sink k = { r, &tm };
 

@@ -190,6 +190,8 @@ struct serve {
     uint64_t load_started_ns;
     struct model *model;
     struct chat_template *tmpl;
+    char *tmpl_src; /* --chat-template-file's text (for format detection), or NULL */
+    size_t tmpl_src_len;
     struct sched *sched;
     int32_t n_predict;
     /* a start-up error found on the loop thread, reported by cmd_serve */
@@ -632,7 +634,13 @@ static int setup_template(struct serve *sv, struct model *m, struct chat_templat
         if ((rc = read_file(sv->o.template_file, SERVE_TEMPLATE_MAX, &text, &len, d)) < 0)
             return rc;
         rc = chat_template_new(text, len, out, d);
-        slm_free(text);
+        if (rc == 0) {
+            /* The API detects the tool-call format and <think> from this text. */
+            sv->tmpl_src = text;
+            sv->tmpl_src_len = len;
+        } else {
+            slm_free(text);
+        }
         if (rc < 0) {
             char msg[SLM_DIAG_MSG_MAX];
 
@@ -927,6 +935,8 @@ static void on_loaded(struct http_loop *loop, struct http_task *task)
     ap.server = sv->server;
     ap.keys = sv->keys;
     ap.tmpl = sv->tmpl;
+    ap.tmpl_src = sv->tmpl_src;
+    ap.tmpl_src_len = sv->tmpl_src_len;
     ap.alias = sv->alias;
     ap.n_predict_max = sv->n_predict;
     ap.cors_origins = sv->o.cors;
@@ -1072,6 +1082,7 @@ cleanup:
     api_free(sv.api);
     if (sv.sfd >= 0) close(sv.sfd);
     chat_template_free(sv.tmpl);
+    slm_free(sv.tmpl_src);
     model_free(sv.model);
     http_tls_ctx_unref(sv.tls_ctx);
     api_keys_free(sv.keys);

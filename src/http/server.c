@@ -3,8 +3,15 @@
  *
  * One connection is one struct http_exchange and one state machine:
  *
- *   HANDSHAKE (TLS) -> HEAD -> BODY -> APP -> WRITE -> HEAD (keep-alive) or close
- *                                         \-> STREAM -> close
+ *   HANDSHAKE (TLS) -> HEAD -> BODY -> APP -> WRITE  -> HEAD (keep-alive) or close
+ *                                         \-> STREAM -> HEAD (keep-alive) or close
+ *
+ * A stream's events are appended by the application to a staging buffer
+ * (c->sse); each flush moves them into c->out as one chunk of the chunked
+ * transfer coding, and the end adds the last chunk, so an HTTP/1.1 stream
+ * has an end of its own and the connection carries the next request, like
+ * any other response. HTTP/1.0 streams, and streams that end without their
+ * last chunk (http_exchange_stream_abort, an output cap), close instead.
  *
  * APP means the application holds the exchange. The request head points
  * into the input buffer, so from APP on nothing is appended to it: bytes
@@ -36,6 +43,7 @@
 #include "core/log.h"
 #include "core/rand.h"
 #include "core/str.h"
+#include "http/sse.h"
 
 /* Extra response header bytes an application may add. */
 #define SERVER_HEADERS_MAX  4096u
@@ -94,6 +102,8 @@ struct http_exchange {
     struct slm_buf hdrs; /* extra response headers */
     struct slm_buf out;
     size_t out_off;
+    struct slm_buf sse; /* stream events not yet framed into out */
+    bool sse_chunked;   /* the stream's body is chunked (HTTP/1.1) */
     bool close_after;
     bool linger;         /* after the response: lingering close (see CONN_LINGER) */
     size_t linger_bytes; /* dropped so far */
@@ -247,6 +257,7 @@ static void conn_free(struct http_exchange *c)
     slm_buf_fini(&c->body);
     slm_buf_fini(&c->hdrs);
     slm_buf_fini(&c->out);
+    slm_buf_fini(&c->sse);
     slm_free(c);
 }
 
@@ -607,6 +618,9 @@ static void next_request(struct http_exchange *c)
     c->state = CONN_HEAD;
     c->idle = true;
     c->timer_on_write = false;
+    c->stream_ended = false;
+    c->sse_chunked = false;
+    slm_buf_reset(&c->sse);
     slm_buf_reset(&c->hdrs);
     slm_buf_reset(&c->body);
     conn_deadline(c, c->srv->p.keepalive_ms);
@@ -707,8 +721,14 @@ static void conn_drive(struct http_exchange *c)
                 return;
             }
             if (rc == 0 && c->stream_ended) {
-                conn_kill(c, false);
-                return;
+                if (c->close_after) {
+                    conn_kill(c, false);
+                    return;
+                }
+                /* The last chunk is out: the connection carries the next request. */
+                next_request(c);
+                process_input(c);
+                break;
             }
             if (conn_read(c, false, &want) < 0) {
                 conn_kill(c, true);
@@ -815,6 +835,7 @@ static void conn_new(struct http_server *s, int fd, const struct sockaddr_storag
     slm_buf_init(&c->body, (size_t)s->p.body_max);
     slm_buf_init(&c->hdrs, SERVER_HEADERS_MAX);
     slm_buf_init(&c->out, s->p.stream_out_max * 2 + SLM_LIMIT_JSON_BYTES + SERVER_HEAD_MAX);
+    slm_buf_init(&c->sse, s->p.stream_out_max + SLM_LIMIT_JSON_BYTES);
     http_io_init(&c->io, fd, on_conn_io, c);
     http_timer_init(&c->timer, on_timeout, c);
     c->next = s->conns;
@@ -1126,42 +1147,58 @@ int http_exchange_stream_start(struct http_exchange *ex, struct slm_buf **out)
     int rc;
 
     SLM_ASSERT(ex->state == CONN_APP);
-    ex->close_after = true;
+    /* HTTP/1.0 knows no chunked coding: its stream ends with the connection. */
+    ex->sse_chunked = ex->req.version_minor >= 1;
+    if (!ex->sse_chunked || !ex->req.keep_alive || ex->srv->draining) ex->close_after = true;
     slm_buf_reset(&ex->out);
+    slm_buf_reset(&ex->sse);
     ex->out_off = 0;
-    rc = slm_buf_append_str(&ex->out, "HTTP/1.1 200 OK\r\n"
-                                      "Content-Type: text/event-stream\r\n"
-                                      "Cache-Control: no-cache\r\n"
-                                      "X-Accel-Buffering: no\r\n"
-                                      "Connection: close\r\n");
-    if (rc == 0) rc = slm_buf_append(&ex->out, ex->hdrs.data, ex->hdrs.len);
-    if (rc == 0) rc = slm_buf_append_str(&ex->out, "\r\n");
+    rc = http_sse_head(&ex->out, ex->sse_chunked, ex->close_after, ex->hdrs.data, ex->hdrs.len);
     if (rc < 0) {
         slm_buf_reset(&ex->out);
         return rc;
     }
     ex->state = CONN_STREAM;
+    ex->stream_ended = false;
     ex->timer_on_write = false;
-    *out = &ex->out;
+    *out = &ex->sse;
     return 0;
+}
+
+/* Kills a stream whose client stopped reading (H10); the abort callback runs. */
+static int stream_overflow(struct http_exchange *ex)
+{
+    log_info("http peer=%s stream aborted: client left %zu bytes unread", ex->peer, unsent(ex));
+    if (ex->depth > 0) {
+        conn_kill(ex, true);
+        return SLM_ELIMIT;
+    }
+    ex->depth++;
+    conn_kill(ex, true);
+    ex->depth--;
+    conn_release(ex);
+    return SLM_ELIMIT;
+}
+
+/* Moves the staged events into the output, as one chunk when chunked. */
+static int stream_frame(struct http_exchange *ex)
+{
+    int rc;
+
+    if (ex->sse.len == 0) return 0;
+    if (ex->sse_chunked)
+        rc = http_sse_chunk(&ex->out, ex->sse.data, ex->sse.len);
+    else
+        rc = slm_buf_append(&ex->out, ex->sse.data, ex->sse.len);
+    if (rc == 0) slm_buf_reset(&ex->sse);
+    return rc;
 }
 
 /* Sends queued stream bytes; see server.h. */
 int http_exchange_stream_flush(struct http_exchange *ex)
 {
     SLM_ASSERT(ex->state == CONN_STREAM);
-    if (unsent(ex) > ex->srv->p.stream_out_max) {
-        log_info("http peer=%s stream aborted: client left %zu bytes unread", ex->peer, unsent(ex));
-        if (ex->depth > 0) {
-            conn_kill(ex, true);
-            return SLM_ELIMIT;
-        }
-        ex->depth++;
-        conn_kill(ex, true);
-        ex->depth--;
-        conn_release(ex);
-        return SLM_ELIMIT;
-    }
+    if (stream_frame(ex) < 0 || unsent(ex) > ex->srv->p.stream_out_max) return stream_overflow(ex);
     return app_drive(ex) ? 0 : SLM_ECANCELED;
 }
 
@@ -1170,6 +1207,22 @@ void http_exchange_stream_end(struct http_exchange *ex)
 {
     SLM_ASSERT(ex->state == CONN_STREAM);
     ex->abort_fn = NULL;
+    if (stream_frame(ex) < 0 || (ex->sse_chunked && http_sse_chunk_end(&ex->out) < 0)) {
+        /* The client left the output full: the body cannot end properly. */
+        log_info("http peer=%s stream cut: client left %zu bytes unread", ex->peer, unsent(ex));
+        ex->close_after = true;
+    }
+    ex->stream_ended = true;
+    (void)app_drive(ex);
+}
+
+/* Ends a stream without its end; see server.h. */
+void http_exchange_stream_abort(struct http_exchange *ex)
+{
+    SLM_ASSERT(ex->state == CONN_STREAM);
+    ex->abort_fn = NULL;
+    (void)stream_frame(ex); /* best effort: the client learns what it can */
+    ex->close_after = true;
     ex->stream_ended = true;
     (void)app_drive(ex);
 }

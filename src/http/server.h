@@ -10,7 +10,8 @@
  * handler with a struct http_exchange. The handler either answers at once
  * (http_exchange_respond) or keeps the exchange and answers later from the
  * loop thread, for example after the engine posted its result: a full
- * response, or a stream (http_exchange_stream_start, _flush, _end).
+ * response, or a stream (http_exchange_stream_start, _flush, _end; a
+ * stream is chunked on HTTP/1.1 and its connection is kept alive).
  *
  * While the application holds an exchange the server keeps reading the
  * socket, so a client that goes away is noticed at once: the exchange's
@@ -31,7 +32,8 @@
  * Ownership: http_server_new borrows the loop and the TLS context slot
  * (each connection takes its own TLS reference) and returns new. An exchange
  * is owned by the server: it is borrowed by the handler until respond,
- * stream_end or the abort callback, after which the pointer is invalid.
+ * stream_end, stream_abort or the abort callback, after which the pointer is
+ * invalid.
  */
 #pragma once
 
@@ -139,19 +141,35 @@ int http_exchange_add_header(struct http_exchange *ex, const char *name, const c
 void http_exchange_respond(struct http_exchange *ex, int status, const char *content_type,
                            const char *body, size_t len);
 /*
- * Starts a text/event-stream response (200, no-cache, no Content-Length,
- * Connection: close) and returns borrowed in *out the buffer to append events
- * to (http_sse_*), valid until the exchange ends. SLM_ENOMEM/SLM_ELIMIT.
+ * Starts a text/event-stream response (200, no-cache, no Content-Length)
+ * and returns borrowed in *out the buffer to append events to (http_sse_*),
+ * valid until the exchange ends. On HTTP/1.1 the body is sent with
+ * "Transfer-Encoding: chunked" (each flush one chunk) and the connection is
+ * kept for the next request after http_exchange_stream_end, unless the
+ * client sent "Connection: close" or the server is draining (then the head
+ * says "Connection: close"). An HTTP/1.0 stream is not chunked and ends with
+ * the connection. SLM_ENOMEM/SLM_ELIMIT.
  */
 SLM_NODISCARD int http_exchange_stream_start(struct http_exchange *ex, struct slm_buf **out);
 /*
  * Sends what was appended to the stream buffer. Returns 0, or SLM_ELIMIT
  * when the client has left more than stream_out_max bytes unread: then the
- * exchange has been aborted (abort callback called, pointer invalid).
+ * exchange has been aborted (abort callback called, pointer invalid), or
+ * SLM_ECANCELED when the connection died meanwhile (likewise).
  */
 SLM_NODISCARD int http_exchange_stream_flush(struct http_exchange *ex);
-/* Sends what is left and closes the connection after it. The exchange ends. */
+/*
+ * Sends what is left and the body's end (the last chunk); the connection
+ * then waits for the next request, or closes (HTTP/1.0, Connection: close,
+ * draining, or a client that left the output full). The exchange ends.
+ */
 void http_exchange_stream_end(struct http_exchange *ex);
+/*
+ * Ends a stream that cannot be completed (events were lost): sends what is
+ * queued, then closes the connection without the last chunk, so the client
+ * sees a cut body instead of a complete one. The exchange ends.
+ */
+void http_exchange_stream_abort(struct http_exchange *ex);
 /* Sets the abort callback (see http_abort_fn); fn NULL removes it. */
 void http_exchange_on_abort(struct http_exchange *ex, http_abort_fn *fn, void *arg);
 /* "127.0.0.1:54321" for log lines; borrowed. */

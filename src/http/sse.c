@@ -73,16 +73,41 @@ int http_sse_done(struct slm_buf *out)
     return http_sse_data(out, "[DONE]", 6);
 }
 
-/* Appends the head of a streaming response. */
-int http_sse_head(struct slm_buf *out)
+/* Appends the head of a streaming response; see sse.h. */
+int http_sse_head(struct slm_buf *out, bool chunked, bool close, const char *extra,
+                  size_t extra_len)
 {
     size_t old = out->len;
     int rc = slm_buf_append_str(out, "HTTP/1.1 200 OK\r\n"
                                      "Content-Type: text/event-stream\r\n"
                                      "Cache-Control: no-cache\r\n"
-                                     "X-Accel-Buffering: no\r\n"
-                                     "Connection: close\r\n"
-                                     "\r\n");
+                                     "X-Accel-Buffering: no\r\n");
+
+    if (rc == 0 && chunked) rc = slm_buf_append_str(out, "Transfer-Encoding: chunked\r\n");
+    if (rc == 0 && (close || !chunked)) rc = slm_buf_append_str(out, "Connection: close\r\n");
+    if (rc == 0 && extra_len > 0) rc = slm_buf_append(out, extra, extra_len);
+    if (rc == 0) rc = slm_buf_append_str(out, "\r\n");
+    return rc < 0 ? rollback(out, old, rc) : 0;
+}
+
+/* Appends one chunk of the chunked transfer coding; see sse.h. */
+int http_sse_chunk(struct slm_buf *out, const char *data, size_t len)
+{
+    size_t old = out->len;
+    int rc;
+
+    if (len == 0) return 0;
+    rc = slm_buf_printf(out, "%zx\r\n", len);
+    if (rc == 0) rc = slm_buf_append(out, data, len);
+    if (rc == 0) rc = slm_buf_append_str(out, "\r\n");
+    return rc < 0 ? rollback(out, old, rc) : 0;
+}
+
+/* Appends the last chunk; see sse.h. */
+int http_sse_chunk_end(struct slm_buf *out)
+{
+    size_t old = out->len;
+    int rc = slm_buf_append_str(out, "0\r\n\r\n");
 
     return rc < 0 ? rollback(out, old, rc) : 0;
 }

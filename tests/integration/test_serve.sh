@@ -271,6 +271,123 @@ t_keepalive() {
   [ "$n" = "1 0" ] || fail "connection not reused: $n"
 }
 
+# Streams are chunked on a kept-alive HTTP/1.1 connection (as llama-server's):
+# curl reuses the connection for a second stream; a raw TLS client checks the
+# framing byte by byte (RFC 9112 7.1: hex sizes that add up to the data, CRLFs,
+# the last chunk "0", nothing after it), two streams and a plain request on one
+# socket, and that HTTP/1.0 and "Connection: close" streams end with the
+# connection instead.
+t_stream_keepalive() {
+  local d='{"messages":[{"role":"user","content":"hi"}],"max_tokens":6,"stream":true}' n f
+  n=$(c -v -H "@$AUTH" -H 'Content-Type: application/json' --data-binary "$d" \
+        -o "$T_TMP/ka1.sse" -o "$T_TMP/ka2.sse" -w '%{num_connects}\n' \
+        "$URL/v1/chat/completions" "$URL/v1/chat/completions" 2>"$T_TMP/ka.v" | paste -sd' ')
+  [ "$n" = "1 0" ] || fail "connection not reused for the second stream: $n; $(grep -i 'connect\|close' "$T_TMP/ka.v")"
+  grep -q 'Re-using existing connection' "$T_TMP/ka.v" || fail "curl did not re-use the connection"
+  grep -qi '^< Transfer-Encoding: chunked' "$T_TMP/ka.v" || fail "no chunked head"
+  grep -qi '^< Connection: close' "$T_TMP/ka.v" && fail "stream head says Connection: close"
+  for f in ka1 ka2; do
+    tail -n 2 "$T_TMP/$f.sse" | head -n 1 | grep -qx 'data: \[DONE\]' || fail "$f: $(tail -c 300 "$T_TMP/$f.sse")"
+  done
+  python3 - "$PORT" "$CA" "$KEY" <<'PY' || fail "raw chunked checks failed"
+import json, re, socket, ssl, sys
+port, ca, key = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+
+def conn():
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=20), server_hostname="127.0.0.1")
+    return s, bytearray()
+
+def need(s, buf, n):
+    while len(buf) < n:
+        d = s.recv(65536)
+        assert d, "connection closed after %d bytes: %r" % (len(buf), bytes(buf[-200:]))
+        buf += d
+
+def line(s, buf):
+    while b"\r\n" not in buf:
+        need(s, buf, len(buf) + 1)
+    i = buf.index(b"\r\n")
+    l = bytes(buf[:i]); del buf[:i + 2]
+    return l
+
+def request(s, path, body, version="1.1", extra=""):
+    b = json.dumps(body).encode()
+    s.sendall(("POST %s HTTP/%s\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\n"
+               "Content-Length: %d\r\n%s\r\n" % (path, version, key, len(b), extra)).encode() + b)
+
+def head(s, buf):
+    status = line(s, buf)
+    h = {}
+    while True:
+        l = line(s, buf)
+        if not l: return status, h
+        k, v = l.split(b":", 1)
+        h[k.strip().lower().decode()] = v.strip().decode()
+
+def chunked(s, buf):
+    data, sizes = bytearray(), []
+    while True:
+        l = line(s, buf)
+        assert re.fullmatch(rb"[0-9a-f]+", l), "bad chunk-size line %r" % l
+        n = int(l, 16)
+        if n == 0:
+            assert line(s, buf) == b"", "trailer or missing final CRLF"
+            return bytes(data), sizes
+        need(s, buf, n + 2)
+        assert buf[n:n + 2] == b"\r\n", "chunk of %d not followed by CRLF: %r" % (n, bytes(buf[n:n + 8]))
+        data += buf[:n]; del buf[:n + 2]; sizes.append(n)
+
+def events(data):
+    assert data.endswith(b"data: [DONE]\n\n"), data[-100:]
+    ev = [e for e in data.decode().split("\n\n") if e]
+    for e in ev[:-1]:
+        assert e.startswith("data: {"), e
+        json.loads(e[6:])
+    return ev
+
+chat = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, "stream": True}
+comp = {"prompt": "x", "max_tokens": 5, "stream": True, "stream_options": {"include_usage": True}}
+s, buf = conn()
+for path, body in (("/v1/chat/completions", chat), ("/v1/completions", comp), ("/v1/chat/completions", chat)):
+    request(s, path, body)
+    st, h = head(s, buf)
+    assert st == b"HTTP/1.1 200 OK", st
+    assert h.get("transfer-encoding") == "chunked" and "content-length" not in h, h
+    assert h.get("content-type") == "text/event-stream" and h.get("connection", "") != "close", h
+    data, sizes = chunked(s, buf)
+    assert sum(sizes) == len(data) and len(sizes) >= 3, sizes
+    events(data)
+    assert not buf, "bytes after the last chunk: %r" % bytes(buf)
+# A plain request on the same connection still works.
+request(s, "/tokenize", {"content": "hi"})
+st, h = head(s, buf)
+assert st == b"HTTP/1.1 200 OK" and "content-length" in h, (st, h)
+need(s, buf, int(h["content-length"]))
+assert json.loads(bytes(buf[:int(h["content-length"])]))["tokens"]
+s.close()
+# Connection: close: still chunked (a visible end), then the server closes.
+s, buf = conn()
+request(s, "/v1/chat/completions", chat, extra="Connection: close\r\n")
+st, h = head(s, buf)
+assert h.get("transfer-encoding") == "chunked" and h.get("connection") == "close", h
+events(chunked(s, buf)[0])
+assert s.recv(100) == b"" and not buf, "not closed after Connection: close"
+s.close()
+# HTTP/1.0: no chunked coding; the body ends with the connection.
+s, buf = conn()
+request(s, "/v1/chat/completions", chat, version="1.0", extra="Connection: keep-alive\r\n")
+st, h = head(s, buf)
+assert "transfer-encoding" not in h and h.get("connection") == "close", h
+while True:
+    d = s.recv(65536)
+    if not d: break
+    buf += d
+events(bytes(buf))
+s.close()
+PY
+}
+
 t_concurrent_streams() {
   local i pids=()
   for i in 1 2 3 4 5 6; do
@@ -442,6 +559,7 @@ t_run "metrics in Prometheus text" t_metrics
 t_run "TLS 1.1 refused, 1.2 and 1.3 served" t_tls_versions
 t_run "CORS preflight and origins" t_cors
 t_run "keep-alive reuses the connection" t_keepalive
+t_run "streams: chunked, connection reused (curl, raw TLS), HTTP/1.0 and close" t_stream_keepalive
 t_run "several concurrent streams" t_concurrent_streams
 t_run "client disconnects mid-stream; server keeps serving" t_disconnect
 t_run "deploy-check.sh against the server" bash -c "SLM_CACERT=$CA tests/deploy-check.sh $URL/v1 @$STATE/api-key"

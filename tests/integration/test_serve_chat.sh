@@ -25,6 +25,27 @@ cat >"$T_TMP/think.jinja" <<'TPL'
 {% endif %}
 TPL
 
+# A Hermes/Qwen-style template for the tiny model, whose own template is
+# Llama 3 style: with --chat-template-file the tool-call format follows it.
+cat >"$T_TMP/hermes.jinja" <<'TPL'
+{%- if tools %}<|im_start|>system
+# Tools
+<tools>
+{% for t in tools %}{{ t | tojson }}
+{% endfor %}</tools>
+Call a function as <tool_call>
+{"name": <function-name>, "arguments": <args-json-object>}
+</tool_call><|im_end|>
+{% endif %}
+{%- for m in messages %}<|im_start|>{{ m.role }}
+{% if m.tool_calls %}{% for c in m.tool_calls %}<tool_call>
+{"name": "{{ c.function.name }}", "arguments": {{ c.function.arguments | tojson }}}
+</tool_call>{% endfor %}{% else %}{{ m.content }}{% endif %}<|im_end|>
+{% endfor %}
+{%- if add_generation_prompt %}<|im_start|>assistant
+{% endif %}
+TPL
+
 # start_server NAME MODEL [ENV=VALUE...] -- [serve args]: starts a server in
 # the background; its url, pid, state (key, certificate) go to $T_TMP/NAME.
 start_server() {
@@ -44,7 +65,8 @@ start_server() {
 start_server main "$MODEL" -- --alias chat-test -np 2 --n-predict 256
 start_server think "$MODEL" -- --chat-template-file "$T_TMP/think.jinja" -np 1 --n-predict 64
 start_server slow "$DEMO" SLM_SSE_KEEPALIVE_MS=20 -- -np 1 -c 2048 --n-predict 8
-trap 'for d in main think slow; do kill -TERM $(cat "$T_TMP/$d/pid") 2>/dev/null; done; rm -rf "$T_TMP"' EXIT
+start_server hermes "$MODEL" -- --chat-template-file "$T_TMP/hermes.jinja" -np 1 --n-predict 64
+trap 'for d in main think slow hermes; do kill -TERM $(cat "$T_TMP/$d/pid") 2>/dev/null; done; rm -rf "$T_TMP"' EXIT
 
 # post NAME PATH JSON: authenticated POST to server NAME, body to stdout.
 post() {
@@ -172,6 +194,60 @@ t_keepalive() {
     \"max_tokens\":2}" | jq -e '.object == "chat.completion"' >/dev/null || fail "non-stream"
 }
 
+# n_tokens NAME TEXT [ADD_BOS]: tokens of TEXT on server NAME (special tokens
+# parsed; BOS added unless ADD_BOS is false: the template wrote it).
+n_tokens() {
+  post "$1" /tokenize "$(jq -nc --arg c "$2" --argjson b "${3:-true}" '{content: $c, add_special: $b}')" |
+    jq '.tokens | length'
+}
+
+# The tool-call format follows the template in use: the forced call's opening
+# appended to the prompt (and counted in usage.prompt_tokens) is Hermes'
+# "<tool_call>" with --chat-template-file hermes.jinja, Llama 3's JSON with
+# the model's own template; the reply is parsed in that format.
+t_template_format() {
+  local named p r n_h n_l f=$T_TMP/hermes.sse j first
+  grep -q 'tool calls: hermes format' "$T_TMP/hermes/err" || fail "hermes: $(grep 'tool calls' "$T_TMP/hermes/err")"
+  grep -q 'tool calls: llama3 format' "$T_TMP/main/err" || fail "main: $(grep 'tool calls' "$T_TMP/main/err")"
+  grep -q '<think> reasoning: yes' "$T_TMP/think/err" || fail "think: $(grep 'tool calls' "$T_TMP/think/err")"
+  grep -q '<think> reasoning: no' "$T_TMP/hermes/err" || fail "hermes think: $(grep 'tool calls' "$T_TMP/hermes/err")"
+  named='{"type":"function","function":{"name":"get_weather"}}'
+  # /apply-template renders the file's format, tools included.
+  # (a "#" keeps the prompt's final newline from $(...))
+  p=$(post hermes /apply-template "{\"messages\":$MSGS,\"tools\":$TOOLS}" | jq -j '.prompt + "#"')
+  p=${p%#}
+  case $p in "<|im_start|>system"$'\n'"# Tools"$'\n'"<tools>"$'\n''{"type": "function", "function": {"name": "get_weather"'*) ;;
+    *) fail "hermes prompt: $p" ;; esac
+  case $p in *"<|im_start|>user"$'\n'"What is the weather in Paris?<|im_end|>"$'\n'"<|im_start|>assistant"$'\n') ;;
+    *) fail "hermes prompt end: $p" ;; esac
+  n_h=$(n_tokens hermes "$p<tool_call>"$'\n''{"name": "get_weather", "arguments": ')
+  n_l=$(n_tokens hermes "$p"'{"name": "get_weather", "parameters": ')
+  [ "$n_h" != "$n_l" ] || fail "the two openings tokenize alike: $n_h"
+  r=$(post hermes /v1/chat/completions "{\"messages\":$MSGS,\"tools\":$TOOLS,\"tool_choice\":$named,\"max_tokens\":40}")
+  [ "$(jq -r '.choices[0].finish_reason' <<<"$r")" = tool_calls ] || fail "finish: $r"
+  check_call "$(jq -c '.choices[0].message' <<<"$r")" get_weather
+  [ "$(jq -r '.usage.prompt_tokens' <<<"$r")" = "$n_h" ] ||
+    fail "prompt_tokens $(jq -r '.usage.prompt_tokens' <<<"$r"): Hermes opening $n_h, Llama 3 opening $n_l"
+  # The model's own (Llama 3) template on the main server: the Llama 3 opening.
+  p=$(post main /apply-template "{\"messages\":$MSGS,\"tools\":$TOOLS}" | jq -j '.prompt + "#"')
+  p=${p%#}
+  case $p in *"<|start_header_id|>assistant<|end_header_id|>"*) ;; *) fail "main prompt: $p" ;; esac
+  n_l=$(n_tokens main "$p"'{"name": "get_weather", "parameters": ' false)
+  r=$(post main /v1/chat/completions "{\"messages\":$MSGS,\"tools\":$TOOLS,\"tool_choice\":$named,\"max_tokens\":40}")
+  check_call "$(jq -c '.choices[0].message' <<<"$r")" get_weather
+  [ "$(jq -r '.usage.prompt_tokens' <<<"$r")" = "$n_l" ] || fail "main prompt_tokens: $r (want $n_l)"
+  # required, several tools, streamed on the Hermes server: id/type/name first, JSON arguments.
+  post hermes /v1/chat/completions "{\"messages\":$MSGS,\"tools\":$TOOLS,\"tool_choice\":\"required\",
+    \"max_tokens\":60,\"stream\":true,\"seed\":3}" >"$f" || fail curl
+  j=$(sse_json "$f")
+  first=$(jq -c 'select(.choices[0].delta.tool_calls) | .choices[0].delta.tool_calls[0]' <<<"$j" | head -n 1)
+  jq -e '.type == "function" and (.id | startswith("call_")) and (.function.name | IN("get_weather", "read_file"))' \
+    <<<"$first" >/dev/null || fail "first delta: $first"
+  jq -e 'select(.choices[0].delta.tool_calls) | .choices[0].delta.tool_calls[0].function.arguments' <<<"$j" |
+    jq -rs 'join("")' | jq -e 'type == "object"' >/dev/null || fail "arguments: $j"
+  [ "$(jq -r 'select(.choices[0].finish_reason) | .choices[0].finish_reason' <<<"$j")" = tool_calls ] || fail "finish: $j"
+}
+
 t_npm_client() {
   command -v node >/dev/null || skip "node not installed"
   mkdir -p "$NPM_DIR"
@@ -188,11 +264,11 @@ t_npm_client() {
 
 t_shutdown() {
   local d
-  for d in main think slow; do
+  for d in main think slow hermes; do
     kill -TERM "$(cat "$T_TMP/$d/pid")"
     wait "$(cat "$T_TMP/$d/pid")" 2>/dev/null
   done
-  for d in main think slow; do
+  for d in main think slow hermes; do
     grep -qi 'sanitizer\|runtime error' "$T_TMP/$d/err" && fail "$d: $(cat "$T_TMP/$d/err")"
   done
   true
@@ -204,6 +280,7 @@ t_run "tool_choice required, streamed: id/type/name first, JSON arguments" t_str
 t_run "forced calls: errors name the field" t_errors
 t_run "reasoning_content for a template that opens <think>" t_reasoning
 t_run "SSE keep-alive comments before the first token" t_keepalive
+t_run "--chat-template-file decides the tool-call format (Hermes on a Llama 3 model)" t_template_format
 t_run "openai npm client: forced tool calls, stream and not" t_npm_client
 t_run "servers shut down cleanly" t_shutdown
 t_end

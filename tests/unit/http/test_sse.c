@@ -85,7 +85,7 @@ TEST(http_sse_cap_is_all_or_nothing)
     ASSERT_ERR(http_sse_comment(&b, "a fairly long keep-alive comment"), SLM_ELIMIT);
     ASSERT_EQ_SIZE(b.len, before);
     ASSERT_OK(http_sse_done(&b));
-    ASSERT_ERR(http_sse_head(&b), SLM_ELIMIT);
+    ASSERT_ERR(http_sse_head(&b, true, false, NULL, 0), SLM_ELIMIT);
     ASSERT_EQ_STR(b.data, "data: 0123456789\n\ndata: [DONE]\n\n");
     slm_buf_fini(&b);
 }
@@ -95,8 +95,10 @@ TEST(http_sse_head_has_no_content_length)
     struct slm_buf b;
 
     slm_buf_init(&b, 4096);
-    ASSERT_OK(http_sse_head(&b));
+    ASSERT_OK(http_sse_head(&b, true, false, NULL, 0));
     ASSERT(strstr(b.data, "Content-Type: text/event-stream\r\n") != NULL);
+    ASSERT(strstr(b.data, "Transfer-Encoding: chunked\r\n") != NULL);
+    ASSERT(strstr(b.data, "Connection: close") == NULL);
     ASSERT(strstr(b.data, "Cache-Control: no-cache\r\n") != NULL);
     ASSERT(strstr(b.data, "Content-Length") == NULL);
     ASSERT(strcmp(b.data + b.len - 4, "\r\n\r\n") == 0);
