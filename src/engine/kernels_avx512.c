@@ -919,6 +919,95 @@ INLINE void pk_q4_0_fast(const int C, size_t nb, const struct pk_q4_0 *pw, const
         _mm512_storeu_ps(y + c * ys, acc[c]);
 }
 
+/* ======================= packed Q5_0 (16 interleaved rows) ======================= */
+
+/*
+ * As pk_q4_0 plus the fifth bits: qh[r] is row r's 32 high bits (bit i for
+ * element i), one 512-bit load for the 16 rows. For a nibble chunk of
+ * elements e .. e + 3 the bits e .. e + 3 of each lane become bit 4 of its
+ * four bytes (byte 0 of the shifted dword copied to all four bytes, tested
+ * against 1, 2, 4, 8). Values 0..31 against the signed activation, minus
+ * 16 * (sum of the activation chunk). 352 bytes = 16 x 22.
+ */
+struct pk_q5_0 {
+    uint16_t d[KERNELS_PACK_ROWS];
+    uint32_t qh[KERNELS_PACK_ROWS];
+    uint8_t q[QK5_0 / 8][KERNELS_PACK_ROWS][4];
+};
+
+static void pack_q5_0(const void *w, size_t ws, size_t nr, void *out)
+{
+    size_t nb = ws / sizeof(struct block_q5_0);
+    struct pk_q5_0 *o = out;
+
+    for (size_t g = 0; g < nr; g += KERNELS_PACK_ROWS)
+        for (size_t ib = 0; ib < nb; ib++, o++)
+            for (size_t r = 0; r < KERNELS_PACK_ROWS; r++) {
+                const struct block_q5_0 *b =
+                    (const struct block_q5_0 *)((const uint8_t *)w + (g + r) * ws) + ib;
+
+                o->d[r] = b->d;
+                memcpy(&o->qh[r], b->qh, 4);
+                for (size_t k = 0; k < QK5_0 / 8; k++)
+                    memcpy(o->q[k][r], b->qs + 4 * k, 4);
+            }
+}
+
+/* Bit 4 set in byte i of each lane where bit e + i of the lane's qh is set. */
+INLINE __m512i q5_bits(__m512i qh, unsigned e)
+{
+    const __m512i byte0 =
+        _mm512_broadcast_i32x4(_mm_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12));
+    __m512i t = _mm512_shuffle_epi8(_mm512_srli_epi32(qh, e), byte0);
+    __mmask64 m = _mm512_test_epi8_mask(t, _mm512_set1_epi32(0x08040201));
+
+    return _mm512_maskz_mov_epi8(m, _mm512_set1_epi8(16));
+}
+
+/* 16 rows x C columns, one exact integer sum per block (see pk_q8_0_fast). */
+INLINE void pk_q5_0_fast(const int C, size_t nb, const struct pk_q5_0 *pw, const uint8_t *x,
+                         size_t xs, float *y, size_t ys)
+{
+    const __m512i m0f = _mm512_set1_epi8(0x0F), k16 = _mm512_set1_epi8(16);
+    __m512 acc[8];
+
+    for (int c = 0; c < C; c++)
+        acc[c] = _mm512_setzero_ps();
+    for (size_t ib = 0; ib < nb; ib++) {
+        const struct pk_q5_0 *b = pw + ib;
+        __m512i is[8], cs[8], qh = _mm512_loadu_si512(b->qh);
+        __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b->d));
+
+        if (C == 1) prefetch_ahead(b, sizeof(*b));
+        for (int c = 0; c < C; c++)
+            is[c] = cs[c] = _mm512_setzero_si512();
+        for (int k = 0; k < 4; k++) {
+            __m512i v = _mm512_loadu_si512(b->q[k]);
+            __m512i lo = _mm512_or_si512(_mm512_and_si512(v, m0f), q5_bits(qh, 4u * (unsigned)k));
+            __m512i hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v, 4), m0f),
+                                         q5_bits(qh, 16u + 4u * (unsigned)k));
+
+            for (int c = 0; c < C; c++) {
+                const struct block_q8_0 *bx = (const struct block_q8_0 *)(x + c * xs) + ib;
+                __m512i xl = bcast_chunk_s8(bx->qs, (size_t)k);
+                __m512i xh = bcast_chunk_s8(bx->qs, (size_t)k + 4);
+
+                is[c] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(is[c], lo, xl), hi, xh);
+                cs[c] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(cs[c], k16, xl), k16, xh);
+            }
+        }
+        for (int c = 0; c < C; c++) {
+            const struct block_q8_0 *bx = (const struct block_q8_0 *)(x + c * xs) + ib;
+            __m512 dd = _mm512_mul_ps(dw, _mm512_set1_ps(h2f(bx->d)));
+
+            acc[c] =
+                _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(_mm512_sub_epi32(is[c], cs[c])), acc[c]);
+        }
+    }
+    for (int c = 0; c < C; c++)
+        _mm512_storeu_ps(y + c * ys, acc[c]);
+}
+
 /* ======================= packed Q4_K (16 interleaved rows) ======================= */
 
 /*
@@ -1132,6 +1221,15 @@ static void pk_q4_0_exact(size_t nb, const struct pk_q4_0 *pw, const struct bloc
 
 DEFINE_PACKED(q8_0, QK8_0, 1)
 DEFINE_PACKED(q4_0, QK4_0, 0)
+
+/* Never called, as pk_q4_0_exact. */
+static void pk_q5_0_exact(size_t nb, const struct pk_q5_0 *pw, const struct block_q8_0 *bx,
+                          float *y)
+{
+    (void)nb, (void)pw, (void)bx, (void)y;
+}
+
+DEFINE_PACKED(q5_0, QK5_0, 0)
 
 /* ======================= activation conversion ======================= */
 
@@ -1744,8 +1842,10 @@ const struct kernel_ops kernels_avx512 = {
         [TENSOR_TYPE_Q6_K] = gemm_q6_k,
     },
     .pack = { [TENSOR_TYPE_Q8_0] = pack_q8_0, [TENSOR_TYPE_Q4_0] = pack_q4_0,
+              [TENSOR_TYPE_Q5_0] = pack_q5_0,
               [TENSOR_TYPE_Q4_K] = pack_q4_k },
     .gemm_packed = { [TENSOR_TYPE_Q8_0] = gemm_packed_q8_0, [TENSOR_TYPE_Q4_0] = gemm_packed_q4_0,
+                     [TENSOR_TYPE_Q5_0] = gemm_packed_q5_0,
                      [TENSOR_TYPE_Q4_K] = gemm_packed_q4_k },
     .dot_f32 = dot_f32,
     .dot_f32_f16 = dot_f32_f16,
