@@ -1172,6 +1172,159 @@ static void gemm_packed_q4_k(size_t n, const void *w, size_t ws, size_t nr, cons
     }
 }
 
+/* ======================= packed Q6_K (16 interleaved rows) ======================= */
+
+/*
+ * One super-block of 16 rows, 3360 bytes = 16 x 210:
+ *   d[16]                  the rows' f16 scales
+ *   sc[16][16]             sub-block (16 elements) scale s of row r at sc[s][r]
+ *   ql[2][2][8][16][4]     half h, part p, chunk k: bytes 64h + 32p + 4k .. + 3
+ *   qh[2][8][16][4]        half h, chunk k: bytes 32h + 4k .. + 3
+ * For half h and chunk k (l = 4k .. 4k + 3), with A = ql part 0, B = part 1,
+ * H = qh, the six-bit values (0..63) of elements 128h + l + {0, 32, 64, 96}
+ * are (A & 15) | (H & 3) << 4, (B & 15) | (H >> 2 & 3) << 4, A >> 4 |
+ * (H >> 4 & 3) << 4 and B >> 4 | (H >> 6) << 4, in sub-blocks 8h + k / 4 +
+ * {0, 2, 4, 6}. The value is q - 32: the sums use q (vpdpbusd's unsigned
+ * operand) and subtract 32 * sum over sub-blocks of scale * bsum (vpdpwssd
+ * on scale pairs and the activation's bsum pairs).
+ */
+struct pk_q6_k {
+    uint16_t d[KERNELS_PACK_ROWS];
+    int8_t sc[QK_K / 16][KERNELS_PACK_ROWS];
+    uint8_t ql[2][2][8][KERNELS_PACK_ROWS][4];
+    uint8_t qh[2][8][KERNELS_PACK_ROWS][4];
+};
+
+static void pack_q6_k(const void *w, size_t ws, size_t nr, void *out)
+{
+    size_t nb = ws / sizeof(struct block_q6_k);
+    struct pk_q6_k *o = out;
+
+    for (size_t g = 0; g < nr; g += KERNELS_PACK_ROWS)
+        for (size_t ib = 0; ib < nb; ib++, o++)
+            for (size_t r = 0; r < KERNELS_PACK_ROWS; r++) {
+                const struct block_q6_k *b =
+                    (const struct block_q6_k *)((const uint8_t *)w + (g + r) * ws) + ib;
+
+                o->d[r] = b->d;
+                for (size_t sb = 0; sb < QK_K / 16; sb++)
+                    o->sc[sb][r] = b->scales[sb];
+                for (size_t h = 0; h < 2; h++)
+                    for (size_t k = 0; k < 8; k++) {
+                        memcpy(o->ql[h][0][k][r], b->ql + 64 * h + 4 * k, 4);
+                        memcpy(o->ql[h][1][k][r], b->ql + 64 * h + 32 + 4 * k, 4);
+                        memcpy(o->qh[h][k][r], b->qh + 32 * h + 4 * k, 4);
+                    }
+            }
+}
+
+/* 16 rows x C (<= 4) columns against Q8_K activations. */
+INLINE void pk_q6_k_fast(const int C, size_t nb, const struct pk_q6_k *pw, const uint8_t *x,
+                         size_t xs, float *y, size_t ys)
+{
+    const __m512i m0f = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    __m512 acc[4];
+
+    for (int c = 0; c < C; c++)
+        acc[c] = _mm512_setzero_ps();
+    for (size_t ib = 0; ib < nb; ib++) {
+        const struct pk_q6_k *b = pw + ib;
+        __m512i isum[4], comp[4];
+
+        if (C == 1) prefetch_ahead(b, sizeof(*b));
+        for (int c = 0; c < C; c++) {
+            isum[c] = comp[c] = _mm512_setzero_si512();
+        }
+        /* 32 * sum over sub-blocks of scale * bsum, two sub-blocks a step. */
+        for (int i = 0; i < 8; i++) {
+            __m512i se = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)b->sc[2 * i]));
+            __m512i so = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)b->sc[2 * i + 1]));
+            __m512i pair = _mm512_or_si512(_mm512_and_si512(se, _mm512_set1_epi32(0xffff)),
+                                           _mm512_slli_epi32(so, 16));
+
+            for (int c = 0; c < C; c++) {
+                const struct block_q8_k *bx = (const struct block_q8_k *)(x + c * xs) + ib;
+                int32_t bp;
+
+                memcpy(&bp, bx->bsums + 2 * i, 4);
+                comp[c] = _mm512_dpwssd_epi32(comp[c], pair, _mm512_set1_epi32(bp));
+            }
+        }
+        for (int h = 0; h < 2; h++)
+            for (int kk = 0; kk < 8; kk += 4) {
+                __m512i dp[4][4];
+
+                for (int c = 0; c < C; c++)
+                    for (int p = 0; p < 4; p++)
+                        dp[c][p] = _mm512_setzero_si512();
+                for (int k = kk; k < kk + 4; k++) {
+                    __m512i A = _mm512_loadu_si512(b->ql[h][0][k]);
+                    __m512i B = _mm512_loadu_si512(b->ql[h][1][k]);
+                    __m512i H = _mm512_loadu_si512(b->qh[h][k]);
+                    __m512i q[4];
+
+                    q[0] = _mm512_or_si512(_mm512_and_si512(A, m0f),
+                                           _mm512_and_si512(_mm512_slli_epi16(H, 4), m30));
+                    q[1] = _mm512_or_si512(_mm512_and_si512(B, m0f),
+                                           _mm512_and_si512(_mm512_slli_epi16(H, 2), m30));
+                    q[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(A, 4), m0f),
+                                           _mm512_and_si512(H, m30));
+                    q[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(B, 4), m0f),
+                                           _mm512_and_si512(_mm512_srli_epi16(H, 2), m30));
+                    for (int c = 0; c < C; c++) {
+                        const struct block_q8_k *bx = (const struct block_q8_k *)(x + c * xs) + ib;
+
+                        for (int p = 0; p < 4; p++)
+                            dp[c][p] = _mm512_dpbusd_epi32(
+                                dp[c][p], q[p],
+                                bcast_chunk_s8(bx->qs + 128 * h + 32 * p, (size_t)k));
+                    }
+                }
+                for (int p = 0; p < 4; p++) {
+                    __m512i scv = _mm512_cvtepi8_epi32(
+                        _mm_loadu_si128((const __m128i *)b->sc[8 * h + kk / 4 + 2 * p]));
+
+                    for (int c = 0; c < C; c++)
+                        isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(dp[c][p], scv));
+                }
+            }
+        {
+            __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b->d));
+
+            for (int c = 0; c < C; c++) {
+                const struct block_q8_k *bx = (const struct block_q8_k *)(x + c * xs) + ib;
+                __m512i tot = _mm512_sub_epi32(isum[c], _mm512_slli_epi32(comp[c], 5));
+
+                acc[c] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(bx->d)),
+                                         _mm512_cvtepi32_ps(tot), acc[c]);
+            }
+        }
+    }
+    for (int c = 0; c < C; c++)
+        _mm512_storeu_ps(y + c * ys, acc[c]);
+}
+
+/* Q6_K's file-layout kernels do not follow llama.cpp's rounding either. */
+static void gemm_packed_q6_k(size_t n, const void *w, size_t ws, size_t nr, const void *x,
+                             size_t xs, size_t nc, float *y, size_t ys)
+{
+    const uint8_t *xb = x;
+    size_t nb = n / QK_K;
+
+    for (size_t g = 0; g < nr; g += KERNELS_PACK_ROWS) {
+        const struct pk_q6_k *pw = (const struct pk_q6_k *)((const uint8_t *)w + g * ws);
+        size_t c = 0;
+
+        for (; c + 4 <= nc; c += 4)
+            pk_q6_k_fast(4, nb, pw, xb + c * xs, xs, y + c * ys + g, ys);
+        if (c + 2 <= nc) {
+            pk_q6_k_fast(2, nb, pw, xb + c * xs, xs, y + c * ys + g, ys);
+            c += 2;
+        }
+        if (c < nc) pk_q6_k_fast(1, nb, pw, xb + c * xs, xs, y + c * ys + g, ys);
+    }
+}
+
 /* Columns below this go through pk_q8_0_exact (llama.cpp's rounding). */
 #define PK_EXACT_COLS 32
 
@@ -1843,10 +1996,12 @@ const struct kernel_ops kernels_avx512 = {
     },
     .pack = { [TENSOR_TYPE_Q8_0] = pack_q8_0, [TENSOR_TYPE_Q4_0] = pack_q4_0,
               [TENSOR_TYPE_Q5_0] = pack_q5_0,
-              [TENSOR_TYPE_Q4_K] = pack_q4_k },
+              [TENSOR_TYPE_Q4_K] = pack_q4_k,
+              [TENSOR_TYPE_Q6_K] = pack_q6_k },
     .gemm_packed = { [TENSOR_TYPE_Q8_0] = gemm_packed_q8_0, [TENSOR_TYPE_Q4_0] = gemm_packed_q4_0,
                      [TENSOR_TYPE_Q5_0] = gemm_packed_q5_0,
-                     [TENSOR_TYPE_Q4_K] = gemm_packed_q4_k },
+                     [TENSOR_TYPE_Q4_K] = gemm_packed_q4_k,
+                     [TENSOR_TYPE_Q6_K] = gemm_packed_q6_k },
     .dot_f32 = dot_f32,
     .dot_f32_f16 = dot_f32_f16,
     .axpy_f32 = axpy_f32,
