@@ -20,6 +20,7 @@
 #include "core/limits.h"
 #include "engine/kernels.h"
 #include "engine/model_int.h"
+#include "engine/pool.h"
 #include "engine/quant.h"
 
 #include <sys/mman.h>
@@ -562,56 +563,100 @@ out:
     return rc;
 }
 
+/* The repacking job: the linear layers to pack, claimed one by one. */
+struct pack_job {
+    const struct kernel_ops *k;
+    struct model_linear *l[SLM_LIMIT_LAYERS * 7 + 1];
+    size_t n;
+    struct pool_chunks chunks;
+};
+
 /*
- * Repacks l's rows for the selected kernels if they have a packed layout for
- * its type and its rows come in whole groups; the mapping's pages that held
- * only these rows are then dropped (MADV_DONTNEED: the file's pages stay in
- * the page cache, not in this process), so resident memory does not double.
- * The rows stay readable through the mapping (a page fault re-reads them).
+ * Whether l is repacked: the selected kernels have a packed layout for its
+ * type, its rows come in whole groups, and it is not the token embedding
+ * table (the embedding lookup reads its rows).
  */
-static int pack_linear(struct model *m, const struct kernel_ops *k, struct model_linear *l,
-                       struct slm_diag *d)
+static bool packable(const struct model *m, const struct kernel_ops *k,
+                     const struct model_linear *l)
 {
     enum tensor_type t = l->w->type;
-    size_t bytes;
-    uintptr_t lo, hi, page = 4096;
 
-    if (k->pack[t] == NULL || k->gemm_packed[t] == NULL || l->n_out % KERNELS_PACK_ROWS != 0 ||
-        l->w == m->tok_embd)
-        return 0;
-    if (!slm_mul_size(l->n_out, l->row_bytes, &bytes)) return 0;
-    l->packed = slm_aligned_alloc(64, bytes);
-    if (l->packed == NULL)
-        return slm_diag_set(d, SLM_ENOMEM, "out of memory repacking a %zu-byte weight", bytes);
-    k->pack[t](l->w->data, l->row_bytes, l->n_out, l->packed);
-    m->packed_bytes += bytes;
-    lo = ((uintptr_t)l->w->data + page - 1) / page * page;
-    hi = ((uintptr_t)l->w->data + bytes) / page * page;
-    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
-    return 0;
+    return k->pack[t] != NULL && k->gemm_packed[t] != NULL && l->n_out % KERNELS_PACK_ROWS == 0 &&
+           l->w != m->tok_embd;
 }
 
 /*
- * Repacks every linear layer the kernels have a packed layout for, unless
- * SLM_REPACK=0 (for comparisons: same results on decode and small batches,
- * the layout only changes speed and the rounding of large batches).
+ * Repacks one layer into its (already allocated) buffer, then drops the
+ * mapping's pages that held only its rows (MADV_DONTNEED: the file's pages
+ * stay in the page cache, not in this process), so resident memory does not
+ * double. The rows stay readable through the mapping (a fault re-reads them).
+ */
+static void job_pack(void *arg, unsigned ith, unsigned nth)
+{
+    struct pack_job *j = arg;
+    size_t b, e;
+
+    (void)ith;
+    (void)nth;
+    while (pool_chunk_next(&j->chunks, &b, &e))
+        for (size_t i = b; i < e; i++) {
+            struct model_linear *l = j->l[i];
+            size_t bytes = l->n_out * l->row_bytes;
+            uintptr_t page = 4096, lo, hi;
+
+            j->k->pack[l->w->type](l->w->data, l->row_bytes, l->n_out, l->packed);
+            lo = ((uintptr_t)l->w->data + page - 1) / page * page;
+            hi = ((uintptr_t)l->w->data + bytes) / page * page;
+            if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+        }
+}
+
+/*
+ * Repacks every linear layer the kernels have a packed layout for, on all
+ * cores, unless SLM_REPACK=0 (for comparisons: Q8_0 decode and small
+ * batches give the same bits; the layout changes speed and the rounding of
+ * large batches).
  */
 static int pack_weights(struct model *m, struct slm_diag *d)
 {
-    const struct kernel_ops *k = kernels_get();
     const char *env = getenv("SLM_REPACK");
-    int rc;
+    struct pack_job *j;
+    struct pool *pool = NULL;
+    int rc = 0;
 
     if (env != NULL && strcmp(env, "0") == 0) return 0;
-    if ((rc = pack_linear(m, k, &m->output, d)) < 0) return rc;
+    j = slm_calloc(1, sizeof(*j));
+    if (j == NULL) return slm_diag_set(d, SLM_ENOMEM, "out of memory repacking weights");
+    j->k = kernels_get();
+    if (packable(m, j->k, &m->output)) j->l[j->n++] = &m->output;
     for (uint32_t il = 0; il < m->hp.n_layer; il++) {
         struct model_layer *L = &m->layers[il];
         struct model_linear *ls[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down };
 
         for (size_t i = 0; i < sizeof(ls) / sizeof(ls[0]); i++)
-            if ((rc = pack_linear(m, k, ls[i], d)) < 0) return rc;
+            if (packable(m, j->k, ls[i])) j->l[j->n++] = ls[i];
     }
-    return 0;
+    for (size_t i = 0; i < j->n; i++) {
+        struct model_linear *l = j->l[i];
+        size_t bytes;
+
+        if (!slm_mul_size(l->n_out, l->row_bytes, &bytes) ||
+            (l->packed = slm_aligned_alloc(64, bytes)) == NULL) {
+            rc = slm_diag_set(d, SLM_ENOMEM, "out of memory repacking a %zu x %zu-byte weight",
+                              l->n_out, l->row_bytes);
+            goto out;
+        }
+        m->packed_bytes += bytes;
+    }
+    if (j->n > 0) {
+        if ((rc = pool_new(pool_default_threads(), &pool, d)) < 0) goto out;
+        pool_chunks_init(&j->chunks, j->n, 1);
+        pool_run(pool, job_pack, j);
+    }
+out:
+    pool_free(pool);
+    slm_free(j);
+    return rc;
 }
 
 /* Formats a parameter count as "1.2B", "135M", "12K". */
