@@ -741,6 +741,35 @@ INLINE void prefetch_ahead(const void *p, size_t bytes)
         _mm_prefetch((const char *)p + 4096 + off, _MM_HINT_T0);
 }
 
+/*
+ * Packs nr rows (a multiple of 16) of blocks of bsize bytes into groups of
+ * 16 rows: per block, each header field (offset, size) of the 16 rows side
+ * by side, then each 4-byte chunk of the 16 rows side by side (n_chunks
+ * chunks from q_off). The pk_* structs below spell out the result.
+ */
+struct pack_field {
+    uint8_t off, size;
+};
+
+static void pack_rows(const void *w, size_t ws, size_t nr, void *out, size_t bsize,
+                      const struct pack_field *f, size_t nf, size_t q_off, size_t n_chunks)
+{
+    size_t nb = ws / bsize;
+    uint8_t *o = out;
+
+    for (size_t g = 0; g < nr; g += KERNELS_PACK_ROWS)
+        for (size_t ib = 0; ib < nb; ib++) {
+            const uint8_t *src = (const uint8_t *)w + g * ws + ib * bsize;
+
+            for (size_t i = 0; i < nf; i++)
+                for (size_t r = 0; r < KERNELS_PACK_ROWS; r++, o += f[i].size)
+                    memcpy(o, src + r * ws + f[i].off, f[i].size);
+            for (size_t k = 0; k < n_chunks; k++)
+                for (size_t r = 0; r < KERNELS_PACK_ROWS; r++, o += 4)
+                    memcpy(o, src + r * ws + q_off + 4 * k, 4);
+        }
+}
+
 /* ======================= packed Q8_0 (16 interleaved rows) ======================= */
 
 /*
@@ -758,22 +787,6 @@ struct pk_q8_0 {
     int8_t q[QK8_0 / 4][KERNELS_PACK_ROWS][4];
 };
 
-static void pack_q8_0(const void *w, size_t ws, size_t nr, void *out)
-{
-    size_t nb = ws / sizeof(struct block_q8_0);
-    struct pk_q8_0 *o = out;
-
-    for (size_t g = 0; g < nr; g += KERNELS_PACK_ROWS)
-        for (size_t ib = 0; ib < nb; ib++, o++)
-            for (size_t r = 0; r < KERNELS_PACK_ROWS; r++) {
-                const struct block_q8_0 *b =
-                    (const struct block_q8_0 *)((const uint8_t *)w + (g + r) * ws) + ib;
-
-                o->d[r] = b->d;
-                for (size_t k = 0; k < QK8_0 / 4; k++)
-                    memcpy(o->q[k][r], b->qs + 4 * k, 4);
-            }
-}
 
 INLINE __m512i bcast_chunk_u8(const int8_t *qs, size_t k)
 {
@@ -874,22 +887,6 @@ struct pk_q4_0 {
     uint8_t q[QK4_0 / 8][KERNELS_PACK_ROWS][4];
 };
 
-static void pack_q4_0(const void *w, size_t ws, size_t nr, void *out)
-{
-    size_t nb = ws / sizeof(struct block_q4_0);
-    struct pk_q4_0 *o = out;
-
-    for (size_t g = 0; g < nr; g += KERNELS_PACK_ROWS)
-        for (size_t ib = 0; ib < nb; ib++, o++)
-            for (size_t r = 0; r < KERNELS_PACK_ROWS; r++) {
-                const struct block_q4_0 *b =
-                    (const struct block_q4_0 *)((const uint8_t *)w + (g + r) * ws) + ib;
-
-                o->d[r] = b->d;
-                for (size_t k = 0; k < QK4_0 / 8; k++)
-                    memcpy(o->q[k][r], b->qs + 4 * k, 4);
-            }
-}
 
 INLINE __m512i bcast_chunk_s8(const int8_t *qs, size_t k)
 {
@@ -897,49 +894,6 @@ INLINE __m512i bcast_chunk_s8(const int8_t *qs, size_t k)
 
     memcpy(&v, qs + 4 * k, 4);
     return _mm512_set1_epi32(v);
-}
-
-/* 16 rows x C columns, one exact integer sum per block (see pk_q8_0_fast). */
-INLINE void pk_q4_0_fast(const int C, size_t nb, const struct pk_q4_0 *pw, const uint8_t *x,
-                         size_t xs, float *y, size_t ys)
-{
-    const __m512i m0f = _mm512_set1_epi8(0x0F), k8 = _mm512_set1_epi8(8);
-    __m512 acc[8];
-
-    for (int c = 0; c < C; c++)
-        acc[c] = _mm512_setzero_ps();
-    for (size_t ib = 0; ib < nb; ib++) {
-        const struct pk_q4_0 *b = pw + ib;
-        __m512i is[8], cs[8];
-        __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b->d));
-
-        if (C == 1) prefetch_ahead(b, sizeof(*b));
-        for (int c = 0; c < C; c++)
-            is[c] = cs[c] = _mm512_setzero_si512();
-        for (int k = 0; k < 4; k++) {
-            __m512i v = _mm512_loadu_si512(b->q[k]);
-            __m512i lo = _mm512_and_si512(v, m0f);
-            __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m0f);
-
-            for (int c = 0; c < C; c++) {
-                const struct block_q8_0 *bx = (const struct block_q8_0 *)(x + c * xs) + ib;
-                __m512i xl = bcast_chunk_s8(bx->qs, (size_t)k);
-                __m512i xh = bcast_chunk_s8(bx->qs, (size_t)k + 4);
-
-                is[c] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(is[c], lo, xl), hi, xh);
-                cs[c] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(cs[c], k8, xl), k8, xh);
-            }
-        }
-        for (int c = 0; c < C; c++) {
-            const struct block_q8_0 *bx = (const struct block_q8_0 *)(x + c * xs) + ib;
-            __m512 dd = _mm512_mul_ps(dw, _mm512_set1_ps(h2f(bx->d)));
-
-            acc[c] =
-                _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(_mm512_sub_epi32(is[c], cs[c])), acc[c]);
-        }
-    }
-    for (int c = 0; c < C; c++)
-        _mm512_storeu_ps(y + c * ys, acc[c]);
 }
 
 /* ======================= packed Q5_0 (16 interleaved rows) ======================= */
@@ -958,23 +912,6 @@ struct pk_q5_0 {
     uint8_t q[QK5_0 / 8][KERNELS_PACK_ROWS][4];
 };
 
-static void pack_q5_0(const void *w, size_t ws, size_t nr, void *out)
-{
-    size_t nb = ws / sizeof(struct block_q5_0);
-    struct pk_q5_0 *o = out;
-
-    for (size_t g = 0; g < nr; g += KERNELS_PACK_ROWS)
-        for (size_t ib = 0; ib < nb; ib++, o++)
-            for (size_t r = 0; r < KERNELS_PACK_ROWS; r++) {
-                const struct block_q5_0 *b =
-                    (const struct block_q5_0 *)((const uint8_t *)w + (g + r) * ws) + ib;
-
-                o->d[r] = b->d;
-                memcpy(&o->qh[r], b->qh, 4);
-                for (size_t k = 0; k < QK5_0 / 8; k++)
-                    memcpy(o->q[k][r], b->qs + 4 * k, 4);
-            }
-}
 
 /* Bit 4 set in byte i of each lane where bit e + i of the lane's qh is set. */
 INLINE __m512i q5_bits(__m512i qh, unsigned e)
@@ -987,36 +924,46 @@ INLINE __m512i q5_bits(__m512i qh, unsigned e)
     return _mm512_maskz_mov_epi8(m, _mm512_set1_epi8(16));
 }
 
-/* 16 rows x C columns, one exact integer sum per block (see pk_q8_0_fast). */
-INLINE void pk_q5_0_fast(const int C, size_t nb, const struct pk_q5_0 *pw, const uint8_t *x,
-                         size_t xs, float *y, size_t ys)
+/*
+ * Q4_0 (five = 0) and Q5_0 (five = 1) x C columns, one exact integer sum per
+ * block (see pk_q8_0_fast): the nibbles (plus bit 4 for Q5_0) are the
+ * unsigned operand, and 8 (16) * (sum of the activation chunk) is subtracted.
+ */
+INLINE void pk_nib_fast(const int C, const int five, size_t nb, const void *pw, const uint8_t *x,
+                        size_t xs, float *y, size_t ys)
 {
-    const __m512i m0f = _mm512_set1_epi8(0x0F), k16 = _mm512_set1_epi8(16);
+    const __m512i m0f = _mm512_set1_epi8(0x0F), koff = _mm512_set1_epi8(five ? 16 : 8);
+    const size_t bsize = five ? sizeof(struct pk_q5_0) : sizeof(struct pk_q4_0);
     __m512 acc[8];
 
     for (int c = 0; c < C; c++)
         acc[c] = _mm512_setzero_ps();
     for (size_t ib = 0; ib < nb; ib++) {
-        const struct pk_q5_0 *b = pw + ib;
-        __m512i is[8], cs[8], qh = _mm512_loadu_si512(b->qh);
-        __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b->d));
+        const uint8_t *b = (const uint8_t *)pw + ib * bsize;
+        const struct pk_q4_0 *b4 = (const struct pk_q4_0 *)b;
+        const struct pk_q5_0 *b5 = (const struct pk_q5_0 *)b;
+        __m512i is[8], cs[8], qh = five ? _mm512_loadu_si512(b5->qh) : _mm512_setzero_si512();
+        __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(five ? b5->d : b4->d)));
 
-        if (C == 1) prefetch_ahead(b, sizeof(*b));
+        if (C == 1) prefetch_ahead(b, bsize);
         for (int c = 0; c < C; c++)
             is[c] = cs[c] = _mm512_setzero_si512();
         for (int k = 0; k < 4; k++) {
-            __m512i v = _mm512_loadu_si512(b->q[k]);
-            __m512i lo = _mm512_or_si512(_mm512_and_si512(v, m0f), q5_bits(qh, 4u * (unsigned)k));
-            __m512i hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v, 4), m0f),
-                                         q5_bits(qh, 16u + 4u * (unsigned)k));
+            __m512i v = _mm512_loadu_si512(five ? b5->q[k] : b4->q[k]);
+            __m512i lo = _mm512_and_si512(v, m0f);
+            __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m0f);
 
+            if (five) {
+                lo = _mm512_or_si512(lo, q5_bits(qh, 4u * (unsigned)k));
+                hi = _mm512_or_si512(hi, q5_bits(qh, 16u + 4u * (unsigned)k));
+            }
             for (int c = 0; c < C; c++) {
                 const struct block_q8_0 *bx = (const struct block_q8_0 *)(x + c * xs) + ib;
                 __m512i xl = bcast_chunk_s8(bx->qs, (size_t)k);
                 __m512i xh = bcast_chunk_s8(bx->qs, (size_t)k + 4);
 
                 is[c] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(is[c], lo, xl), hi, xh);
-                cs[c] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(cs[c], k16, xl), k16, xh);
+                cs[c] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(cs[c], koff, xl), koff, xh);
             }
         }
         for (int c = 0; c < C; c++) {
@@ -1029,6 +976,18 @@ INLINE void pk_q5_0_fast(const int C, size_t nb, const struct pk_q5_0 *pw, const
     }
     for (int c = 0; c < C; c++)
         _mm512_storeu_ps(y + c * ys, acc[c]);
+}
+
+INLINE void pk_q4_0_fast(const int C, size_t nb, const struct pk_q4_0 *pw, const uint8_t *x,
+                         size_t xs, float *y, size_t ys)
+{
+    pk_nib_fast(C, 0, nb, pw, x, xs, y, ys);
+}
+
+INLINE void pk_q5_0_fast(const int C, size_t nb, const struct pk_q5_0 *pw, const uint8_t *x,
+                         size_t xs, float *y, size_t ys)
+{
+    pk_nib_fast(C, 1, nb, pw, x, xs, y, ys);
 }
 
 /* ======================= packed Q4_K (16 interleaved rows) ======================= */
@@ -1053,26 +1012,6 @@ struct pk_q4_k {
     uint8_t q[4][8][KERNELS_PACK_ROWS][4];
 };
 
-static void pack_q4_k(const void *w, size_t ws, size_t nr, void *out)
-{
-    size_t nb = ws / sizeof(struct block_q4_k);
-    struct pk_q4_k *o = out;
-
-    for (size_t g = 0; g < nr; g += KERNELS_PACK_ROWS)
-        for (size_t ib = 0; ib < nb; ib++, o++)
-            for (size_t r = 0; r < KERNELS_PACK_ROWS; r++) {
-                const struct block_q4_k *b =
-                    (const struct block_q4_k *)((const uint8_t *)w + (g + r) * ws) + ib;
-
-                o->d[r] = b->d;
-                o->dmin[r] = b->dmin;
-                for (size_t i = 0; i < 3; i++)
-                    memcpy(&o->sc[i][r], b->scales + 4 * i, 4);
-                for (size_t j = 0; j < 4; j++)
-                    for (size_t k = 0; k < 8; k++)
-                        memcpy(o->q[j][k][r], b->qs + 32 * j + 4 * k, 4);
-            }
-}
 
 /* Sub-block scales and mins of 16 rows: sc[s], m[s] as 32-bit lanes. */
 INLINE void pk_q4_k_scales(const struct pk_q4_k *b, __m512i sc[8], __m512i m[8])
@@ -1174,26 +1113,6 @@ INLINE void pk_q4_k_fast(const int C, size_t nb, const struct pk_q4_k *pw, const
         _mm512_storeu_ps(y + c * ys, acc[c]);
 }
 
-/* Q4_K's file-layout kernels do not follow llama.cpp's rounding either. */
-static void gemm_packed_q4_k(size_t n, const void *w, size_t ws, size_t nr, const void *x,
-                             size_t xs, size_t nc, float *y, size_t ys)
-{
-    const uint8_t *xb = x;
-    size_t nb = n / QK_K;
-
-    for (size_t g = 0; g < nr; g += KERNELS_PACK_ROWS) {
-        const struct pk_q4_k *pw = (const struct pk_q4_k *)((const uint8_t *)w + g * ws);
-        size_t c = 0;
-
-        for (; c + 4 <= nc; c += 4)
-            pk_q4_k_fast(4, nb, pw, xb + c * xs, xs, y + c * ys + g, ys);
-        if (c + 2 <= nc) {
-            pk_q4_k_fast(2, nb, pw, xb + c * xs, xs, y + c * ys + g, ys);
-            c += 2;
-        }
-        if (c < nc) pk_q4_k_fast(1, nb, pw, xb + c * xs, xs, y + c * ys + g, ys);
-    }
-}
 
 /* ======================= packed Q6_K (16 interleaved rows) ======================= */
 
@@ -1218,28 +1137,6 @@ struct pk_q6_k {
     uint8_t qh[2][8][KERNELS_PACK_ROWS][4];
 };
 
-static void pack_q6_k(const void *w, size_t ws, size_t nr, void *out)
-{
-    size_t nb = ws / sizeof(struct block_q6_k);
-    struct pk_q6_k *o = out;
-
-    for (size_t g = 0; g < nr; g += KERNELS_PACK_ROWS)
-        for (size_t ib = 0; ib < nb; ib++, o++)
-            for (size_t r = 0; r < KERNELS_PACK_ROWS; r++) {
-                const struct block_q6_k *b =
-                    (const struct block_q6_k *)((const uint8_t *)w + (g + r) * ws) + ib;
-
-                o->d[r] = b->d;
-                for (size_t sb = 0; sb < QK_K / 16; sb++)
-                    o->sc[sb][r] = b->scales[sb];
-                for (size_t h = 0; h < 2; h++)
-                    for (size_t k = 0; k < 8; k++) {
-                        memcpy(o->ql[h][0][k][r], b->ql + 64 * h + 4 * k, 4);
-                        memcpy(o->ql[h][1][k][r], b->ql + 64 * h + 32 + 4 * k, 4);
-                        memcpy(o->qh[h][k][r], b->qh + 32 * h + 4 * k, 4);
-                    }
-            }
-}
 
 /* 16 rows x C (<= 4) columns against Q8_K activations. */
 INLINE void pk_q6_k_fast(const int C, size_t nb, const struct pk_q6_k *pw, const uint8_t *x,
@@ -1327,29 +1224,85 @@ INLINE void pk_q6_k_fast(const int C, size_t nb, const struct pk_q6_k *pw, const
         _mm512_storeu_ps(y + c * ys, acc[c]);
 }
 
-/* Q6_K's file-layout kernels do not follow llama.cpp's rounding either. */
-static void gemm_packed_q6_k(size_t n, const void *w, size_t ws, size_t nr, const void *x,
-                             size_t xs, size_t nc, float *y, size_t ys)
-{
-    const uint8_t *xb = x;
-    size_t nb = n / QK_K;
 
-    for (size_t g = 0; g < nr; g += KERNELS_PACK_ROWS) {
-        const struct pk_q6_k *pw = (const struct pk_q6_k *)((const uint8_t *)w + g * ws);
-        size_t c = 0;
-
-        for (; c + 4 <= nc; c += 4)
-            pk_q6_k_fast(4, nb, pw, xb + c * xs, xs, y + c * ys + g, ys);
-        if (c + 2 <= nc) {
-            pk_q6_k_fast(2, nb, pw, xb + c * xs, xs, y + c * ys + g, ys);
-            c += 2;
-        }
-        if (c < nc) pk_q6_k_fast(1, nb, pw, xb + c * xs, xs, y + c * ys + g, ys);
+/*
+ * The packed gemm of a k-quant: groups of 16 rows, tiles of 4/2/1 columns
+ * (the Q4_K and Q6_K file-layout kernels do not follow llama.cpp's rounding,
+ * so there is no exact variant).
+ */
+#define DEFINE_PACKED_K(T)                                                                    \
+    static void gemm_packed_##T(size_t n, const void *w, size_t ws, size_t nr, const void *x, \
+                                size_t xs, size_t nc, float *y, size_t ys)                    \
+    {                                                                                         \
+        const uint8_t *xb = x;                                                                \
+        size_t nb = n / QK_K;                                                                 \
+                                                                                              \
+        for (size_t g = 0; g < nr; g += KERNELS_PACK_ROWS) {                                  \
+            const struct pk_##T *pw = (const struct pk_##T *)((const uint8_t *)w + g * ws);   \
+            size_t c = 0;                                                                     \
+                                                                                              \
+            for (; c + 4 <= nc; c += 4)                                                       \
+                pk_##T##_fast(4, nb, pw, xb + c * xs, xs, y + c * ys + g, ys);                \
+            if (c + 2 <= nc) {                                                                \
+                pk_##T##_fast(2, nb, pw, xb + c * xs, xs, y + c * ys + g, ys);                \
+                c += 2;                                                                       \
+            }                                                                                 \
+            if (c < nc) pk_##T##_fast(1, nb, pw, xb + c * xs, xs, y + c * ys + g, ys);        \
+        }                                                                                     \
     }
-}
+
+DEFINE_PACKED_K(q4_k)
+DEFINE_PACKED_K(q6_k)
 
 /* Columns below this go through pk_q8_0_exact (llama.cpp's rounding). */
 #define PK_EXACT_COLS 32
+
+/* The packers of the layouts above (pack_rows with each block's fields). */
+static void pack_q8_0(const void *w, size_t ws, size_t nr, void *out)
+{
+    static const struct pack_field f[] = { { 0, 2 } };
+
+    _Static_assert(sizeof(struct pk_q8_0) == 16 * sizeof(struct block_q8_0), "pk_q8_0");
+    pack_rows(w, ws, nr, out, sizeof(struct block_q8_0), f, 1, 2, QK8_0 / 4);
+}
+
+static void pack_q4_0(const void *w, size_t ws, size_t nr, void *out)
+{
+    static const struct pack_field f[] = { { 0, 2 } };
+
+    _Static_assert(sizeof(struct pk_q4_0) == 16 * sizeof(struct block_q4_0), "pk_q4_0");
+    pack_rows(w, ws, nr, out, sizeof(struct block_q4_0), f, 1, 2, QK4_0 / 8);
+}
+
+static void pack_q5_0(const void *w, size_t ws, size_t nr, void *out)
+{
+    static const struct pack_field f[] = { { 0, 2 }, { 2, 4 } };
+
+    _Static_assert(sizeof(struct pk_q5_0) == 16 * sizeof(struct block_q5_0), "pk_q5_0");
+    pack_rows(w, ws, nr, out, sizeof(struct block_q5_0), f, 2, 6, QK5_0 / 8);
+}
+
+/* d, dmin, the three dwords of scales; the nibbles in order [j][k]. */
+static void pack_q4_k(const void *w, size_t ws, size_t nr, void *out)
+{
+    static const struct pack_field f[] = { { 0, 2 }, { 2, 2 }, { 4, 4 }, { 8, 4 }, { 12, 4 } };
+
+    _Static_assert(sizeof(struct pk_q4_k) == 16 * sizeof(struct block_q4_k), "pk_q4_k");
+    pack_rows(w, ws, nr, out, sizeof(struct block_q4_k), f, 5, 16, QK_K / 8);
+}
+
+/* d, the 16 scale bytes; ql then qh in order, which is [h][p][k] then [h][k]. */
+static void pack_q6_k(const void *w, size_t ws, size_t nr, void *out)
+{
+    static const struct pack_field f[] = { { 208, 2 }, { 192, 1 }, { 193, 1 }, { 194, 1 },
+                                           { 195, 1 }, { 196, 1 }, { 197, 1 }, { 198, 1 },
+                                           { 199, 1 }, { 200, 1 }, { 201, 1 }, { 202, 1 },
+                                           { 203, 1 }, { 204, 1 }, { 205, 1 }, { 206, 1 },
+                                           { 207, 1 } };
+
+    _Static_assert(sizeof(struct pk_q6_k) == 16 * sizeof(struct block_q6_k), "pk_q6_k");
+    pack_rows(w, ws, nr, out, sizeof(struct block_q6_k), f, 17, 0, QK_K * 3 / 16);
+}
 
 /*
  * The packed gemm of type T: groups of 16 rows; with EXACT, below
