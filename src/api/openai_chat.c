@@ -260,8 +260,17 @@ static void write_usage(struct json_writer *w, const struct api_req *r, uint32_t
     json_obj_end(w);
 }
 
-static void write_head_fields(struct json_writer *w, const struct api_req *r, const char *object)
+/*
+ * Starts a response object in b: the fields every completion object and
+ * chunk carries (id, object, created, model, system_fingerprint), then the
+ * opened "choices" array.
+ */
+static void begin_response(struct slm_buf *b, struct json_writer *w, const struct api_req *r,
+                           const char *object)
 {
+    slm_buf_init(b, API_RESP_MAX);
+    json_writer_init(w, b, false);
+    json_obj_begin(w);
     json_key(w, "id");
     json_cstr(w, r->id);
     json_key(w, "object");
@@ -272,6 +281,8 @@ static void write_head_fields(struct json_writer *w, const struct api_req *r, co
     json_cstr(w, r->a->p.alias);
     json_key(w, "system_fingerprint");
     json_cstr(w, "slm-" SLM_API_VERSION);
+    json_key(w, "choices");
+    json_arr_begin(w);
 }
 
 /* One stream chunk; zero fields are left out. */
@@ -306,12 +317,7 @@ static int put_chunk(struct api_req *r, const struct chunk *c)
         if ((rc = put_chunk(r, &role)) < 0) return rc;
     }
     if (c->role) r->role_sent = true;
-    slm_buf_init(&b, API_RESP_MAX);
-    json_writer_init(&w, &b, false);
-    json_obj_begin(&w);
-    write_head_fields(&w, r, chat ? "chat.completion.chunk" : "text_completion");
-    json_key(&w, "choices");
-    json_arr_begin(&w);
+    begin_response(&b, &w, r, chat ? "chat.completion.chunk" : "text_completion");
     if (!c->usage) {
         json_obj_begin(&w);
         json_key(&w, "index");
@@ -563,12 +569,7 @@ static void respond_final(struct api_req *r, const char *finish, uint32_t n_gen,
     struct json_writer w;
     bool chat = r->kind == API_KIND_CHAT;
 
-    slm_buf_init(&b, API_RESP_MAX);
-    json_writer_init(&w, &b, false);
-    json_obj_begin(&w);
-    write_head_fields(&w, r, chat ? "chat.completion" : "text_completion");
-    json_key(&w, "choices");
-    json_arr_begin(&w);
+    begin_response(&b, &w, r, chat ? "chat.completion" : "text_completion");
     json_obj_begin(&w);
     json_key(&w, "index");
     json_int(&w, 0);
