@@ -70,6 +70,7 @@ all: $(BIN)
 
 $(BUILD)/src/engine/kernels_avx2.o: CFLAGS += $(KFLAGS_AVX2)
 $(BUILD)/src/engine/kernels_avx512.o: CFLAGS += $(KFLAGS_AVX512)
+$(BUILD)/src/engine/kernels_avx512_float.o: CFLAGS += $(KFLAGS_AVX512)
 $(BUILD)/src/engine/kernels_scalar.o: CFLAGS += $(KFLAGS)
 $(BUILD)/tests/unit/engine/test_kernels.o: CFLAGS += -O2
 

@@ -60,6 +60,12 @@ typedef void kernel_gemm_fn(size_t n, const void *w, size_t w_stride, size_t n_r
  */
 #define KERNELS_PACK_ROWS 16
 typedef void kernel_pack_fn(const void *w, size_t row_bytes, size_t n_rows, void *out);
+/*
+ * The inverse for one row: writes row r (< KERNELS_PACK_ROWS) of the packed
+ * group at group back in the file layout (row_bytes bytes), so a packed
+ * matrix that is also the token embedding table can be looked up.
+ */
+typedef void kernel_unpack_fn(const void *group, size_t row_bytes, size_t r, void *row);
 
 struct kernel_ops {
     const char *name; /* "scalar", "avx2", "avx512" */
@@ -68,6 +74,7 @@ struct kernel_ops {
     kernel_gemm_fn *gemm[TENSOR_TYPE_COUNT];
     /* NULL for types this table does not repack. */
     kernel_pack_fn *pack[TENSOR_TYPE_COUNT];
+    kernel_unpack_fn *unpack[TENSOR_TYPE_COUNT];
     kernel_gemm_fn *gemm_packed[TENSOR_TYPE_COUNT];
     /* f32 helpers for attention and the elementwise parts. */
     float (*dot_f32)(const float *a, const float *b, size_t n);

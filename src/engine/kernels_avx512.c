@@ -742,32 +742,56 @@ INLINE void prefetch_ahead(const void *p, size_t bytes)
 }
 
 /*
- * Packs nr rows (a multiple of 16) of blocks of bsize bytes into groups of
- * 16 rows: per block, each header field (offset, size) of the 16 rows side
- * by side, then each 4-byte chunk of the 16 rows side by side (n_chunks
- * chunks from q_off). The pk_* structs below spell out the result.
+ * The packed layout of a block type: per block, each header field (offset,
+ * size) of the 16 rows side by side, then each 4-byte chunk of the 16 rows
+ * side by side (n_chunks chunks from q_off). The pk_* structs below spell
+ * out the result.
  */
 struct pack_field {
     uint8_t off, size;
 };
 
-static void pack_rows(const void *w, size_t ws, size_t nr, void *out, size_t bsize,
-                      const struct pack_field *f, size_t nf, size_t q_off, size_t n_chunks)
+struct pack_layout {
+    size_t bsize, nf, q_off, n_chunks;
+    struct pack_field f[17];
+};
+
+/* Packs nr rows (a multiple of 16) of ws bytes into groups of 16 rows. */
+static void pack_rows(const struct pack_layout *L, const void *w, size_t ws, size_t nr, void *out)
 {
-    size_t nb = ws / bsize;
+    size_t nb = ws / L->bsize;
     uint8_t *o = out;
 
     for (size_t g = 0; g < nr; g += KERNELS_PACK_ROWS)
         for (size_t ib = 0; ib < nb; ib++) {
-            const uint8_t *src = (const uint8_t *)w + g * ws + ib * bsize;
+            const uint8_t *src = (const uint8_t *)w + g * ws + ib * L->bsize;
 
-            for (size_t i = 0; i < nf; i++)
-                for (size_t r = 0; r < KERNELS_PACK_ROWS; r++, o += f[i].size)
-                    memcpy(o, src + r * ws + f[i].off, f[i].size);
-            for (size_t k = 0; k < n_chunks; k++)
+            for (size_t i = 0; i < L->nf; i++)
+                for (size_t r = 0; r < KERNELS_PACK_ROWS; r++, o += L->f[i].size)
+                    memcpy(o, src + r * ws + L->f[i].off, L->f[i].size);
+            for (size_t k = 0; k < L->n_chunks; k++)
                 for (size_t r = 0; r < KERNELS_PACK_ROWS; r++, o += 4)
-                    memcpy(o, src + r * ws + q_off + 4 * k, 4);
+                    memcpy(o, src + r * ws + L->q_off + 4 * k, 4);
         }
+}
+
+/* Row r of the group at group, back in the file layout (ws bytes). */
+static void unpack_row(const struct pack_layout *L, const void *group, size_t ws, size_t r,
+                       void *row)
+{
+    const uint8_t *in = group;
+    uint8_t *dst = row;
+
+    for (size_t ib = 0; ib < ws / L->bsize; ib++, in += KERNELS_PACK_ROWS * L->bsize) {
+        const uint8_t *p = in;
+
+        for (size_t i = 0; i < L->nf; i++) {
+            memcpy(dst + ib * L->bsize + L->f[i].off, p + r * L->f[i].size, L->f[i].size);
+            p += KERNELS_PACK_ROWS * L->f[i].size;
+        }
+        for (size_t k = 0; k < L->n_chunks; k++, p += KERNELS_PACK_ROWS * 4)
+            memcpy(dst + ib * L->bsize + L->q_off + 4 * k, p + r * 4, 4);
+    }
 }
 
 /* ======================= packed Q8_0 (16 interleaved rows) ======================= */
@@ -1257,52 +1281,74 @@ DEFINE_PACKED_K(q6_k)
 /* Columns below this go through pk_q8_0_exact (llama.cpp's rounding). */
 #define PK_EXACT_COLS 32
 
-/* The packers of the layouts above (pack_rows with each block's fields). */
-static void pack_q8_0(const void *w, size_t ws, size_t nr, void *out)
-{
-    static const struct pack_field f[] = { { 0, 2 } };
-
-    _Static_assert(sizeof(struct pk_q8_0) == 16 * sizeof(struct block_q8_0), "pk_q8_0");
-    pack_rows(w, ws, nr, out, sizeof(struct block_q8_0), f, 1, 2, QK8_0 / 4);
-}
-
-static void pack_q4_0(const void *w, size_t ws, size_t nr, void *out)
-{
-    static const struct pack_field f[] = { { 0, 2 } };
-
-    _Static_assert(sizeof(struct pk_q4_0) == 16 * sizeof(struct block_q4_0), "pk_q4_0");
-    pack_rows(w, ws, nr, out, sizeof(struct block_q4_0), f, 1, 2, QK4_0 / 8);
-}
-
-static void pack_q5_0(const void *w, size_t ws, size_t nr, void *out)
-{
-    static const struct pack_field f[] = { { 0, 2 }, { 2, 4 } };
-
-    _Static_assert(sizeof(struct pk_q5_0) == 16 * sizeof(struct block_q5_0), "pk_q5_0");
-    pack_rows(w, ws, nr, out, sizeof(struct block_q5_0), f, 2, 6, QK5_0 / 8);
-}
-
+/* The layouts above: each block's header fields, then its quants in chunks. */
+static const struct pack_layout layout_q8_0 = { sizeof(struct block_q8_0),
+                                                1,
+                                                2,
+                                                QK8_0 / 4,
+                                                { { 0, 2 } } };
+static const struct pack_layout layout_q4_0 = { sizeof(struct block_q4_0),
+                                                1,
+                                                2,
+                                                QK4_0 / 8,
+                                                { { 0, 2 } } };
+static const struct pack_layout layout_q5_0 = { sizeof(struct block_q5_0),
+                                                2,
+                                                6,
+                                                QK5_0 / 8,
+                                                { { 0, 2 }, { 2, 4 } } };
 /* d, dmin, the three dwords of scales; the nibbles in order [j][k]. */
-static void pack_q4_k(const void *w, size_t ws, size_t nr, void *out)
-{
-    static const struct pack_field f[] = { { 0, 2 }, { 2, 2 }, { 4, 4 }, { 8, 4 }, { 12, 4 } };
-
-    _Static_assert(sizeof(struct pk_q4_k) == 16 * sizeof(struct block_q4_k), "pk_q4_k");
-    pack_rows(w, ws, nr, out, sizeof(struct block_q4_k), f, 5, 16, QK_K / 8);
-}
-
+static const struct pack_layout layout_q4_k = {
+    sizeof(struct block_q4_k),
+    5,
+    16,
+    QK_K / 8,
+    { { 0, 2 }, { 2, 2 }, { 4, 4 }, { 8, 4 }, { 12, 4 } }
+};
 /* d, the 16 scale bytes; ql then qh in order, which is [h][p][k] then [h][k]. */
-static void pack_q6_k(const void *w, size_t ws, size_t nr, void *out)
-{
-    static const struct pack_field f[] = { { 208, 2 }, { 192, 1 }, { 193, 1 }, { 194, 1 },
-                                           { 195, 1 }, { 196, 1 }, { 197, 1 }, { 198, 1 },
-                                           { 199, 1 }, { 200, 1 }, { 201, 1 }, { 202, 1 },
-                                           { 203, 1 }, { 204, 1 }, { 205, 1 }, { 206, 1 },
-                                           { 207, 1 } };
+static const struct pack_layout layout_q6_k = { sizeof(struct block_q6_k),
+                                                17,
+                                                0,
+                                                QK_K * 3 / 16,
+                                                { { 208, 2 },
+                                                  { 192, 1 },
+                                                  { 193, 1 },
+                                                  { 194, 1 },
+                                                  { 195, 1 },
+                                                  { 196, 1 },
+                                                  { 197, 1 },
+                                                  { 198, 1 },
+                                                  { 199, 1 },
+                                                  { 200, 1 },
+                                                  { 201, 1 },
+                                                  { 202, 1 },
+                                                  { 203, 1 },
+                                                  { 204, 1 },
+                                                  { 205, 1 },
+                                                  { 206, 1 },
+                                                  { 207, 1 } } };
 
-    _Static_assert(sizeof(struct pk_q6_k) == 16 * sizeof(struct block_q6_k), "pk_q6_k");
-    pack_rows(w, ws, nr, out, sizeof(struct block_q6_k), f, 17, 0, QK_K * 3 / 16);
-}
+_Static_assert(sizeof(struct pk_q8_0) == 16 * sizeof(struct block_q8_0), "pk_q8_0");
+_Static_assert(sizeof(struct pk_q4_0) == 16 * sizeof(struct block_q4_0), "pk_q4_0");
+_Static_assert(sizeof(struct pk_q5_0) == 16 * sizeof(struct block_q5_0), "pk_q5_0");
+_Static_assert(sizeof(struct pk_q4_k) == 16 * sizeof(struct block_q4_k), "pk_q4_k");
+_Static_assert(sizeof(struct pk_q6_k) == 16 * sizeof(struct block_q6_k), "pk_q6_k");
+
+#define DEFINE_PACKER(T)                                                      \
+    static void pack_##T(const void *w, size_t ws, size_t nr, void *out)      \
+    {                                                                         \
+        pack_rows(&layout_##T, w, ws, nr, out);                               \
+    }                                                                         \
+    static void unpack_##T(const void *group, size_t ws, size_t r, void *row) \
+    {                                                                         \
+        unpack_row(&layout_##T, group, ws, r, row);                           \
+    }
+
+DEFINE_PACKER(q8_0)
+DEFINE_PACKER(q4_0)
+DEFINE_PACKER(q5_0)
+DEFINE_PACKER(q4_k)
+DEFINE_PACKER(q6_k)
 
 /*
  * The packed gemm of type T: groups of 16 rows; with EXACT, below
@@ -1970,11 +2016,24 @@ const struct kernel_ops kernels_avx512 = {
         [TENSOR_TYPE_Q5_K] = gemm_q5_k,
         [TENSOR_TYPE_Q6_K] = gemm_q6_k,
     },
-    .pack = { [TENSOR_TYPE_Q8_0] = pack_q8_0, [TENSOR_TYPE_Q4_0] = pack_q4_0,
+    .pack = { [TENSOR_TYPE_F16] = kernels__avx512_pack_f16,
+              [TENSOR_TYPE_BF16] = kernels__avx512_pack_bf16,
+              [TENSOR_TYPE_Q8_0] = pack_q8_0,
+              [TENSOR_TYPE_Q4_0] = pack_q4_0,
               [TENSOR_TYPE_Q5_0] = pack_q5_0,
               [TENSOR_TYPE_Q4_K] = pack_q4_k,
               [TENSOR_TYPE_Q6_K] = pack_q6_k },
-    .gemm_packed = { [TENSOR_TYPE_Q8_0] = gemm_packed_q8_0, [TENSOR_TYPE_Q4_0] = gemm_packed_q4_0,
+    .unpack = { [TENSOR_TYPE_F16] = kernels__avx512_unpack_f16,
+                [TENSOR_TYPE_BF16] = kernels__avx512_unpack_bf16,
+                [TENSOR_TYPE_Q8_0] = unpack_q8_0,
+                [TENSOR_TYPE_Q4_0] = unpack_q4_0,
+                [TENSOR_TYPE_Q5_0] = unpack_q5_0,
+                [TENSOR_TYPE_Q4_K] = unpack_q4_k,
+                [TENSOR_TYPE_Q6_K] = unpack_q6_k },
+    .gemm_packed = { [TENSOR_TYPE_F16] = kernels__avx512_gemm_packed_f16,
+                     [TENSOR_TYPE_BF16] = kernels__avx512_gemm_packed_bf16,
+                     [TENSOR_TYPE_Q8_0] = gemm_packed_q8_0,
+                     [TENSOR_TYPE_Q4_0] = gemm_packed_q4_0,
                      [TENSOR_TYPE_Q5_0] = gemm_packed_q5_0,
                      [TENSOR_TYPE_Q4_K] = gemm_packed_q4_k,
                      [TENSOR_TYPE_Q6_K] = gemm_packed_q6_k },

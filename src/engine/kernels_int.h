@@ -38,6 +38,19 @@ void kernels__gemm_q5_1(size_t n, const void *w, size_t w_stride, size_t n_rows,
                         size_t x_stride, size_t n_cols, float *y, size_t y_stride);
 void kernels__from_float_q8_1(const float *x, void *y, size_t n);
 
+/*
+ * Repacked F16 and BF16 weights for the AVX-512 table
+ * (kernels_avx512_float.c; the layouts are described there).
+ */
+void kernels__avx512_pack_f16(const void *w, size_t ws, size_t nr, void *out);
+void kernels__avx512_unpack_f16(const void *group, size_t ws, size_t r, void *row);
+void kernels__avx512_gemm_packed_f16(size_t n, const void *w, size_t ws, size_t nr, const void *x,
+                                     size_t xs, size_t nc, float *y, size_t ys);
+void kernels__avx512_pack_bf16(const void *w, size_t ws, size_t nr, void *out);
+void kernels__avx512_unpack_bf16(const void *group, size_t ws, size_t r, void *row);
+void kernels__avx512_gemm_packed_bf16(size_t n, const void *w, size_t ws, size_t nr, const void *x,
+                                      size_t xs, size_t nc, float *y, size_t ys);
+
 /* The gemm of kernels.h done one vec_dot at a time (the scalar reference). */
 void kernels__gemm_by_vec_dot(kernel_vec_dot_fn *dot, size_t n, const void *w, size_t w_stride,
                               size_t n_rows, const void *x, size_t x_stride, size_t n_cols,

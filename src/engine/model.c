@@ -573,8 +573,9 @@ struct pack_job {
 
 /*
  * Whether l is repacked: the selected kernels have a packed layout for its
- * type, its rows come in whole groups, and it is not the token embedding
- * table (the embedding lookup reads its rows).
+ * type, its rows come in whole groups of 32-element multiples, and if it is
+ * also the token embedding table (tied output), the kernels can unpack a
+ * row for the embedding lookup (row_embed in model_decode.c).
  */
 static bool packable(const struct model *m, const struct kernel_ops *k,
                      const struct model_linear *l)
@@ -582,7 +583,7 @@ static bool packable(const struct model *m, const struct kernel_ops *k,
     enum tensor_type t = l->w->type;
 
     return k->pack[t] != NULL && k->gemm_packed[t] != NULL && l->n_out % KERNELS_PACK_ROWS == 0 &&
-           l->w != m->tok_embd;
+           l->n_in % 32 == 0 && (l->w != m->tok_embd || k->unpack[t] != NULL);
 }
 
 /*

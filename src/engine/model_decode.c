@@ -245,12 +245,26 @@ static void run_matmul(struct model_context *c, const float *src, size_t n_cols,
 
 /* ---- row steps ---- */
 
-/* Embedding lookup of batch row t (dequantizes one token_embd row). */
+/*
+ * Embedding lookup of batch row t (dequantizes one token_embd row). When the
+ * table is also the output matrix and was repacked, the row is first
+ * unpacked from its group into c->tmp's row (E floats, at least a row's
+ * bytes in any type; free until the first residual add).
+ */
 static void row_embed(struct model_context *c, size_t t)
 {
     const struct model *m = c->m;
     tok_id id = c->batch->tokens[t];
-    const char *src = (const char *)m->tok_embd->data + (size_t)id * m->tok_embd_row_bytes;
+    size_t rb = m->tok_embd_row_bytes;
+    const char *src = (const char *)m->tok_embd->data + (size_t)id * rb;
+
+    if (m->output.w == m->tok_embd && m->output.packed != NULL) {
+        size_t r = (size_t)id % KERNELS_PACK_ROWS;
+
+        c->k->unpack[m->tok_embd->type]((const char *)m->output.packed + ((size_t)id - r) * rb, rb,
+                                        r, c->tmp + t * m->hp.n_embd);
+        src = (const char *)(c->tmp + t * m->hp.n_embd);
+    }
 
     if (quant_dequantize_row(m->tok_embd->type, src, c->x + t * m->hp.n_embd, m->hp.n_embd) < 0)
         memset(c->x + t * m->hp.n_embd, 0, m->hp.n_embd * sizeof(float));

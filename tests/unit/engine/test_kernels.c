@@ -495,6 +495,14 @@ static void check_packed_type(const struct kernel_ops *k, enum tensor_type t, si
     k->pack[t](w, ws, nr_max, pk);
     for (size_t i = 0; i < 8; i++)
         ASSERT_EQ_INT(pk[nr_max * ws + i], 0x5a);
+    /* Every row unpacks to its bytes in the file layout, and no further. */
+    ASSERT_NOT_NULL(k->unpack[t]);
+    for (size_t rr = 0; rr < nr_max; rr++) {
+        memset(y, 0x5a, ws + 8);
+        k->unpack[t](pk + (rr - rr % KERNELS_PACK_ROWS) * ws, ws, rr % KERNELS_PACK_ROWS, y);
+        ASSERT(memcmp(y, w + rr * ws, ws) == 0);
+        ASSERT_EQ_INT(((uint8_t *)y)[ws], 0x5a);
+    }
     kernels_scalar.gemm[t](n, w, ws, nr_max, x, xs, nc_max, ref, nr_max);
     for (size_t ri = 0; ri < SLM_ARRAY_LEN(rows); ri++)
         for (size_t ci = 0; ci < SLM_ARRAY_LEN(cols); ci++) {
@@ -549,9 +557,9 @@ TEST(kernels_avx512_packed_gemm_matches_scalar)
 
         if (k->pack[t] == NULL) continue;
         ASSERT_NOT_NULL(k->gemm_packed[t]);
-        /* 32-element blocks: 8 and 32 blocks; super-blocks: 2 and 7. */
-        check_packed_type(k, t, block_of(t) == 32 ? 256 : 2 * block_of(t), &r);
-        check_packed_type(k, t, block_of(t) == 32 ? 1024 : 7 * block_of(t), &r);
+        /* Floats and 32-element blocks: 256 and 1024; super-blocks: 2 and 7. */
+        check_packed_type(k, t, block_of(t) <= 32 ? 256 : 2 * block_of(t), &r);
+        check_packed_type(k, t, block_of(t) <= 32 ? 1024 : 7 * block_of(t), &r);
         n_packed++;
     }
     ASSERT(n_packed >= 1); /* Q8_0 at least */
