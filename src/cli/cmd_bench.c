@@ -279,18 +279,22 @@ static int bench_test(struct bench_run *r, const struct bench_opts *o, struct be
     gmtime_r(&now.tv_sec, &tm);
     strftime(res->test_time, sizeof(res->test_time), "%Y-%m-%dT%H:%M:%SZ", &tm);
 
-    if (o->warmup) {
-        if (res->n_prompt > 0) rc = bench_prompt(r, 0, res->n_prompt, d);
-        if (rc == 0 && res->n_gen > 0) rc = bench_gen(r, 0, 1, d);
+    /* The depth is prefilled once; every run then drops what came after it
+     * (as llama-bench restores its saved state), so -r costs no prefills. */
+    if (res->n_depth > 0) {
+        if (o->progress)
+            fprintf(stderr, "slm bench: pp%u tg%u t%u: prefilling depth %u\n", res->n_prompt,
+                    res->n_gen, res->n_threads, res->n_depth);
+        rc = bench_prompt(r, 0, res->n_depth, d);
+    }
+    if (rc == 0 && o->warmup) {
+        if (res->n_prompt > 0) rc = bench_prompt(r, res->n_depth, res->n_prompt, d);
+        if (rc == 0 && res->n_gen > 0) rc = bench_gen(r, res->n_depth, 1, d);
     }
     for (uint32_t i = 0; rc == 0 && i < o->reps; i++) {
         uint64_t t0;
 
-        model_seq_rm(r->c, 0, 0, -1);
-        if (res->n_depth > 0) {
-            rc = bench_prompt(r, 0, res->n_depth, d);
-            if (rc < 0) break;
-        }
+        model_seq_rm(r->c, 0, (int32_t)res->n_depth, -1);
         if (o->progress)
             fprintf(stderr, "slm bench: pp%u tg%u d%u t%u: run %u/%u\n", res->n_prompt, res->n_gen,
                     res->n_depth, res->n_threads, i + 1, o->reps);
