@@ -106,6 +106,13 @@ struct kernel_ops {
     void (*attn_tile)(size_t hd, size_t nr, const float *const *q, float *const *out,
                       const int32_t *n, const uint16_t *K, const uint16_t *V, float scale,
                       float *work);
+    /*
+     * SwiGLU in place: g[i] = g[i] / (1 + exp(-g[i])) * u[i], rounded the
+     * way llama.cpp's CPU backend rounds it (its AVX-512 build): the first
+     * n - n % 16 elements with the exp approximation of kernels__expf_poly,
+     * the rest with the C library's expf. Every table gives the same bits.
+     */
+    void (*swiglu)(size_t n, float *g, const float *u);
     /* y[i] = f16(x[i]) and back, n elements */
     void (*f32_to_f16)(const float *x, uint16_t *y, size_t n);
     void (*f16_to_f32)(const uint16_t *x, float *y, size_t n);

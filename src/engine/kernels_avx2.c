@@ -875,5 +875,6 @@ const struct kernel_ops kernels_avx2 = {
     .scale_f16 = scale_f16,
     .mad_f16 = mad_f16,
     .f32_to_f16 = f32_to_f16,
+    .swiglu = kernels__swiglu,
     .f16_to_f32 = f16_to_f32,
 };

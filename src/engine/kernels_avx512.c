@@ -1982,6 +1982,47 @@ static void attn_tile(size_t hd, size_t nr, const float *const *q, float *const 
 }
 
 
+/* ======================= SwiGLU ======================= */
+
+/* kernels__expf_poly on 16 lanes, the same operations in the same order. */
+INLINE __m512 expf_poly(__m512 x)
+{
+    const __m512 shift = _mm512_set1_ps(0x1.8p23f);
+    __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0f), shift), shift);
+    __m512 b = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.7f7d1cp-20f),
+                                _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1f), x));
+    __m512 u = _mm512_mul_ps(b, b);
+    __m512 j = _mm512_fmadd_ps(
+        _mm512_fmadd_ps(
+            _mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b, _mm512_set1_ps(0x1.573e2ep-5f)), u,
+            _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b, _mm512_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b, _mm512_set1_ps(1.0f)));
+    __m512 r = _mm512_scalef_ps(j, n);
+    __mmask16 big = _mm512_cmp_ps_mask(_mm512_abs_ps(n), _mm512_set1_ps(192.0f), _CMP_GT_OQ);
+
+    if (big == 0) return r;
+    r = _mm512_mask_mov_ps(r, big & _mm512_cmp_ps_mask(n, _mm512_setzero_ps(), _CMP_GT_OQ),
+                           _mm512_set1_ps(INFINITY));
+    return _mm512_mask_mov_ps(r, big & _mm512_cmp_ps_mask(n, _mm512_setzero_ps(), _CMP_LE_OQ),
+                              _mm512_setzero_ps());
+}
+
+static void swiglu(size_t n, float *g, const float *u)
+{
+    size_t i = 0;
+
+    for (; i + 16 <= n; i += 16) {
+        __m512 x = _mm512_loadu_ps(g + i);
+        __m512 e = expf_poly(_mm512_sub_ps(_mm512_setzero_ps(), x));
+
+        _mm512_storeu_ps(g + i,
+                         _mm512_mul_ps(_mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e)),
+                                       _mm512_loadu_ps(u + i)));
+    }
+    for (; i < n; i++)
+        g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
 const struct kernel_ops kernels_avx512 = {
     .name = "avx512",
     .vec_dot = {
@@ -2046,5 +2087,6 @@ const struct kernel_ops kernels_avx512 = {
     .mad_f16 = mad_f16,
     .attn_tile = attn_tile,
     .f32_to_f16 = f32_to_f16,
+    .swiglu = swiglu,
     .f16_to_f32 = f16_to_f32,
 };

@@ -23,6 +23,7 @@
  */
 #pragma once
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -50,6 +51,34 @@ void kernels__avx512_pack_bf16(const void *w, size_t ws, size_t nr, void *out);
 void kernels__avx512_unpack_bf16(const void *group, size_t ws, size_t r, void *row);
 void kernels__avx512_gemm_packed_bf16(size_t n, const void *w, size_t ws, size_t nr, const void *x,
                                       size_t xs, size_t nc, float *y, size_t ys);
+
+/*
+ * exp(x) as ARM's optimized-routines compute it in single precision (and
+ * llama.cpp's CPU backend after them, for SiLU): x = n ln2 + b with n
+ * rounded to an integer by the 1.5 * 2^23 shift and ln2 split in two, then
+ * 2^n times a degree-5 polynomial in b (that routine's published minimax
+ * coefficients), every step in float with fused multiply-adds. Matching
+ * this operation for operation is what makes the SwiGLU activations, and
+ * through their 8-bit quantization the logits, equal llama.cpp's bits
+ * (docs/internals/engine.md). The vector versions must give these bits.
+ * Within 1.5 ulp of exp(x); 0 below about -103.9, infinity above 88.7.
+ */
+static inline float kernels__expf_poly(float x)
+{
+    const float shift = 0x1.8p23f;
+    float z = fmaf(x, 0x1.715476p+0f, shift), n = z - shift;
+    float b = fmaf(-n, 0x1.7f7d1cp-20f, fmaf(-n, 0x1.62e4p-1f, x)), u = b * b;
+    float j = fmaf(
+        fmaf(fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
+        u, fmaf(0x1.ffffecp-1f, b, 1.0f));
+
+    if (isnan(n)) return n;
+    if (fabsf(n) > 192.0f) return n > 0.0f ? INFINITY : 0.0f;
+    return ldexpf(j, (int)n);
+}
+
+/* kernel_ops.swiglu with kernels__expf_poly one element at a time. */
+void kernels__swiglu(size_t n, float *g, const float *u);
 
 /* The gemm of kernels.h done one vec_dot at a time (the scalar reference). */
 void kernels__gemm_by_vec_dot(kernel_vec_dot_fn *dot, size_t n, const void *w, size_t w_stride,

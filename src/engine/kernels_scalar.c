@@ -506,6 +506,17 @@ static void f16_to_f32(const uint16_t *x, float *y, size_t n)
         y[i] = fp16_to_f32(x[i]);
 }
 
+void kernels__swiglu(size_t n, float *g, const float *u)
+{
+    size_t head = n - n % 16;
+
+    for (size_t i = 0; i < n; i++) {
+        float x = g[i], e = i < head ? kernels__expf_poly(0.0f - x) : expf(-x);
+
+        g[i] = x / (1.0f + e) * u[i];
+    }
+}
+
 const struct kernel_ops kernels_scalar = {
     .name = "scalar",
     .vec_dot = {
@@ -548,5 +559,6 @@ const struct kernel_ops kernels_scalar = {
     .scale_f16 = scale_f16,
     .mad_f16 = mad_f16,
     .f32_to_f16 = f32_to_f16,
+    .swiglu = kernels__swiglu,
     .f16_to_f32 = f16_to_f32,
 };

@@ -589,8 +589,7 @@ static void row_swiglu(struct model_context *c, size_t t)
     const float *u = c->up + t * F;
     const struct model_linear *ls[1] = { &m->layers[c->layer].down };
 
-    for (size_t i = 0; i < F; i++)
-        g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    c->k->swiglu(F, g, u);
     quantize_row_for(c, g, t, F, ls, 1);
 }
 

@@ -31,6 +31,7 @@
 #include "core/alloc.h"
 #include "core/rand.h"
 #include "engine/kernels.h"
+#include "engine/kernels_int.h"
 #include "engine/quant.h"
 #include "harness/t.h"
 
@@ -702,6 +703,105 @@ static void check_attn_f16(const char *name, bool same_order)
     slm_free(b);
     slm_free(y1);
     slm_free(y2);
+}
+
+/* ---- SwiGLU ---- */
+
+/* Distance in units in the last place between two finite floats. */
+static double ulp_diff(float a, double exact)
+{
+    double ulp = ldexp(1.0, ilogb(exact) - 23);
+
+    return fabs((double)a - exact) / ulp;
+}
+
+TEST(kernels_expf_poly_accuracy_and_limits)
+{
+    double worst = 0;
+
+    /* Every 1/1024 over the range where exp is a normal float. */
+    for (float x = -87.0f; x <= 88.0f; x += 1.0f / 1024) {
+        double d = ulp_diff(kernels__expf_poly(x), exp((double)x));
+
+        if (d > worst) worst = d;
+    }
+    ASSERT(worst <= 2.5); /* measured: 2.18 ulp near x = 82 */
+    ASSERT(worst > 0.0);  /* an approximation, not the C library */
+    ASSERT_EQ_INT(kernels__expf_poly(0.0f) == 1.0f, 1);
+    ASSERT(isnan(kernels__expf_poly(NAN)));
+    ASSERT(kernels__expf_poly(-INFINITY) == 0.0f);
+    ASSERT(isinf(kernels__expf_poly(INFINITY)) && kernels__expf_poly(INFINITY) > 0);
+    ASSERT(kernels__expf_poly(-200.0f) == 0.0f);
+    ASSERT(isinf(kernels__expf_poly(100.0f)));
+    /* Results below FLT_MIN are rounded once (subnormals), not flushed. */
+    ASSERT(kernels__expf_poly(-100.0f) > 0.0f && kernels__expf_poly(-100.0f) < FLT_MIN);
+    ASSERT(ulp_diff(kernels__expf_poly(88.5f), exp(88.5)) <= 2.0);
+}
+
+/*
+ * Every table's swiglu gives the scalar table's bits (so decode, prompt
+ * batches and SLM_CPU=scalar agree), the first n - n % 16 elements use the
+ * approximation and the tail the C library, and the result is SiLU * up
+ * within a few ulp of the exact value; non-finite inputs follow IEEE.
+ */
+static void check_swiglu(const char *name)
+{
+    static const size_t ns[] = { 1, 7, 15, 16, 17, 31, 32, 48, 100, 1024 };
+    static const float special[] = { 0.0f,   -0.0f,   1e-30f,   -1e-30f,   88.0f,
+                                     -88.0f, 89.0f,   -89.0f,   -104.0f,   104.0f,
+                                     300.0f, -300.0f, INFINITY, -INFINITY, NAN };
+    const struct kernel_ops *k = table_or_skip(name);
+    float *g = slm_xmalloc(1024 * sizeof(float)), *u = slm_xmalloc(1024 * sizeof(float));
+    float *a = slm_xmalloc(1024 * sizeof(float)), *b = slm_xmalloc(1024 * sizeof(float));
+    struct slm_rng r;
+
+    slm_rng_seed(&r, 77);
+    for (size_t ni = 0; ni < SLM_ARRAY_LEN(ns); ni++) {
+        size_t n = ns[ni], head = n - n % 16;
+
+        for (size_t i = 0; i < n; i++) {
+            g[i] = slm_rng_float(&r) * 24 - 12;
+            u[i] = slm_rng_float(&r) * 4 - 2;
+        }
+        for (size_t i = 0; i < SLM_ARRAY_LEN(special) && i < n; i++)
+            g[(i * 7) % n] = special[i];
+        memcpy(a, g, n * sizeof(float));
+        memcpy(b, g, n * sizeof(float));
+        k->swiglu(n, a, u);
+        kernels__swiglu(n, b, u);
+        for (size_t i = 0; i < n; i++) {
+            float x = g[i],
+                  want = x / (1.0f + (i < head ? kernels__expf_poly(-x) : expf(-x))) * u[i];
+            double exact = (double)x / (1.0 + exp(-(double)x)) * u[i];
+
+            if (memcmp(&a[i], &b[i], sizeof(float)) != 0 ||
+                memcmp(&b[i], &want, sizeof(float)) != 0)
+                t_fail(__FILE__, __LINE__,
+                       "%s swiglu n %zu [%zu]: x %.9g: %.9g, scalar %.9g, want %.9g", name, n, i,
+                       (double)x, (double)a[i], (double)b[i], (double)want);
+            if (isfinite(x) && fabs(exact) > 1e-30)
+                ASSERT(fabs(b[i] - exact) <= 1e-6 * fabs(exact) + 1e-38);
+        }
+    }
+    slm_free(g);
+    slm_free(u);
+    slm_free(a);
+    slm_free(b);
+}
+
+TEST(kernels_scalar_swiglu_reference)
+{
+    check_swiglu("scalar");
+}
+
+TEST(kernels_avx2_swiglu_matches_scalar)
+{
+    check_swiglu("avx2");
+}
+
+TEST(kernels_avx512_swiglu_matches_scalar)
+{
+    check_swiglu("avx512");
 }
 
 TEST(kernels_avx2_attention_f16_matches_scalar)
