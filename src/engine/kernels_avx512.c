@@ -1037,13 +1037,26 @@ struct pk_q4_k {
 };
 
 
+/*
+ * Q5_K, the same with the fifth bits: 2816 bytes = 16 x 176, the header as
+ * Q4_K's, then qh[8][16][4] (bytes 4k .. 4k + 3 of each row's 32 qh bytes:
+ * bit 2j of byte l is the fifth bit of element 64j + l, bit 2j + 1 that of
+ * 64j + 32 + l), then q as Q4_K's. Values 0..31, still unsigned for vpdpbusd.
+ */
+struct pk_q5_k {
+    uint16_t d[KERNELS_PACK_ROWS], dmin[KERNELS_PACK_ROWS];
+    uint32_t sc[3][KERNELS_PACK_ROWS];
+    uint8_t qh[8][KERNELS_PACK_ROWS][4];
+    uint8_t q[4][8][KERNELS_PACK_ROWS][4];
+};
+
 /* Sub-block scales and mins of 16 rows: sc[s], m[s] as 32-bit lanes. */
-INLINE void pk_q4_k_scales(const struct pk_q4_k *b, __m512i sc[8], __m512i m[8])
+INLINE void pk_k_scales(const uint32_t (*s)[KERNELS_PACK_ROWS], __m512i sc[8], __m512i m[8])
 {
     const __m512i m3f = _mm512_set1_epi32(0x3f3f3f3f), m0f = _mm512_set1_epi32(0x0f0f0f0f);
     const __m512i m30 = _mm512_set1_epi32(0x30303030), mff = _mm512_set1_epi32(0xff);
-    __m512i u0 = _mm512_loadu_si512(b->sc[0]), u1 = _mm512_loadu_si512(b->sc[1]);
-    __m512i u2 = _mm512_loadu_si512(b->sc[2]);
+    __m512i u0 = _mm512_loadu_si512(s[0]), u1 = _mm512_loadu_si512(s[1]);
+    __m512i u2 = _mm512_loadu_si512(s[2]);
     __m512i sl = _mm512_and_si512(u0, m3f), ml = _mm512_and_si512(u1, m3f);
     __m512i sh =
         _mm512_or_si512(_mm512_and_si512(u2, m0f), _mm512_and_si512(_mm512_srli_epi32(u0, 2), m30));
@@ -1058,21 +1071,29 @@ INLINE void pk_q4_k_scales(const struct pk_q4_k *b, __m512i sc[8], __m512i m[8])
     }
 }
 
-/* 16 rows x C (<= 4) columns against Q8_K activations. */
-INLINE void pk_q4_k_fast(const int C, size_t nb, const struct pk_q4_k *pw, const uint8_t *x,
-                         size_t xs, float *y, size_t ys)
+/* 16-bit lanes shifted left by s (right by -s); s a constant after inlining. */
+INLINE __m512i shift16(__m512i v, int s)
 {
-    const __m512i m0f = _mm512_set1_epi8(0x0F);
+    return s >= 0 ? _mm512_slli_epi16(v, (unsigned)s) : _mm512_srli_epi16(v, (unsigned)-s);
+}
+
+/* 16 rows x C (<= 4) columns of Q4_K or (five) Q5_K against Q8_K activations. */
+INLINE void pk_k45_fast(const int C, const int five, size_t nb, const void *pw, const uint8_t *x,
+                        size_t xs, float *y, size_t ys)
+{
+    const __m512i m0f = _mm512_set1_epi8(0x0F), m10 = _mm512_set1_epi8(0x10);
+    const size_t bsize = five ? sizeof(struct pk_q5_k) : sizeof(struct pk_q4_k);
     __m512 acc[4];
 
     for (int c = 0; c < C; c++)
         acc[c] = _mm512_setzero_ps();
     for (size_t ib = 0; ib < nb; ib++) {
-        const struct pk_q4_k *b = pw + ib;
+        const struct pk_q4_k *b = (const struct pk_q4_k *)((const uint8_t *)pw + ib * bsize);
+        const struct pk_q5_k *b5 = (const struct pk_q5_k *)b;
         __m512i sc[8], mn[8], isum[4], msum[4];
 
-        if (C == 1) prefetch_ahead(b, sizeof(*b));
-        pk_q4_k_scales(b, sc, mn);
+        if (C == 1) prefetch_ahead(b, bsize);
+        pk_k_scales(five ? b5->sc : b->sc, sc, mn);
         for (int c = 0; c < C; c++) {
             const struct block_q8_k *bx = (const struct block_q8_k *)(x + c * xs) + ib;
 
@@ -1093,10 +1114,19 @@ INLINE void pk_q4_k_fast(const int C, size_t nb, const struct pk_q4_k *pw, const
                 for (int a = 0; a < A; a++)
                     al[c][a] = ah[c][a] = _mm512_setzero_si512();
             for (int k = 0; k < 8; k++) {
-                __m512i v = _mm512_loadu_si512(b->q[j][k]);
+                __m512i v = _mm512_loadu_si512(five ? b5->q[j][k] : b->q[j][k]);
                 __m512i lo = _mm512_and_si512(v, m0f);
                 __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m0f);
                 const int a = k % A;
+
+                if (five) {
+                    /* Bits 2j and 2j + 1 of each qh byte moved to bit 4, then
+                     * lo | (moved & 0x10) in one vpternlogd (0xF8: A | B & C). */
+                    __m512i h = _mm512_loadu_si512(b5->qh[k]);
+
+                    lo = _mm512_ternarylogic_epi32(lo, shift16(h, 4 - 2 * j), m10, 0xF8);
+                    hi = _mm512_ternarylogic_epi32(hi, shift16(h, 3 - 2 * j), m10, 0xF8);
+                }
 
                 for (int c = 0; c < C; c++) {
                     const struct block_q8_k *bx = (const struct block_q8_k *)(x + c * xs) + ib;
@@ -1135,6 +1165,18 @@ INLINE void pk_q4_k_fast(const int C, size_t nb, const struct pk_q4_k *pw, const
     }
     for (int c = 0; c < C; c++)
         _mm512_storeu_ps(y + c * ys, acc[c]);
+}
+
+INLINE void pk_q4_k_fast(const int C, size_t nb, const struct pk_q4_k *pw, const uint8_t *x,
+                         size_t xs, float *y, size_t ys)
+{
+    pk_k45_fast(C, 0, nb, pw, x, xs, y, ys);
+}
+
+INLINE void pk_q5_k_fast(const int C, size_t nb, const struct pk_q5_k *pw, const uint8_t *x,
+                         size_t xs, float *y, size_t ys)
+{
+    pk_k45_fast(C, 1, nb, pw, x, xs, y, ys);
 }
 
 
@@ -1276,6 +1318,7 @@ INLINE void pk_q6_k_fast(const int C, size_t nb, const struct pk_q6_k *pw, const
     }
 
 DEFINE_PACKED_K(q4_k)
+DEFINE_PACKED_K(q5_k)
 DEFINE_PACKED_K(q6_k)
 
 /* Columns below this go through pk_q8_0_exact (llama.cpp's rounding). */
@@ -1305,6 +1348,14 @@ static const struct pack_layout layout_q4_k = {
     QK_K / 8,
     { { 0, 2 }, { 2, 2 }, { 4, 4 }, { 8, 4 }, { 12, 4 } }
 };
+/* As Q4_K; qh (32 bytes) and qs follow each other, so one run of chunks. */
+static const struct pack_layout layout_q5_k = {
+    sizeof(struct block_q5_k),
+    5,
+    16,
+    (32 + QK_K / 2) / 4,
+    { { 0, 2 }, { 2, 2 }, { 4, 4 }, { 8, 4 }, { 12, 4 } }
+};
 /* d, the 16 scale bytes; ql then qh in order, which is [h][p][k] then [h][k]. */
 static const struct pack_layout layout_q6_k = { sizeof(struct block_q6_k),
                                                 17,
@@ -1332,6 +1383,7 @@ _Static_assert(sizeof(struct pk_q8_0) == 16 * sizeof(struct block_q8_0), "pk_q8_
 _Static_assert(sizeof(struct pk_q4_0) == 16 * sizeof(struct block_q4_0), "pk_q4_0");
 _Static_assert(sizeof(struct pk_q5_0) == 16 * sizeof(struct block_q5_0), "pk_q5_0");
 _Static_assert(sizeof(struct pk_q4_k) == 16 * sizeof(struct block_q4_k), "pk_q4_k");
+_Static_assert(sizeof(struct pk_q5_k) == 16 * sizeof(struct block_q5_k), "pk_q5_k");
 _Static_assert(sizeof(struct pk_q6_k) == 16 * sizeof(struct block_q6_k), "pk_q6_k");
 
 #define DEFINE_PACKER(T)                                                      \
@@ -1348,6 +1400,7 @@ DEFINE_PACKER(q8_0)
 DEFINE_PACKER(q4_0)
 DEFINE_PACKER(q5_0)
 DEFINE_PACKER(q4_k)
+DEFINE_PACKER(q5_k)
 DEFINE_PACKER(q6_k)
 
 /*
@@ -2063,6 +2116,7 @@ const struct kernel_ops kernels_avx512 = {
               [TENSOR_TYPE_Q4_0] = pack_q4_0,
               [TENSOR_TYPE_Q5_0] = pack_q5_0,
               [TENSOR_TYPE_Q4_K] = pack_q4_k,
+              [TENSOR_TYPE_Q5_K] = pack_q5_k,
               [TENSOR_TYPE_Q6_K] = pack_q6_k },
     .unpack = { [TENSOR_TYPE_F16] = kernels__avx512_unpack_f16,
                 [TENSOR_TYPE_BF16] = kernels__avx512_unpack_bf16,
@@ -2070,6 +2124,7 @@ const struct kernel_ops kernels_avx512 = {
                 [TENSOR_TYPE_Q4_0] = unpack_q4_0,
                 [TENSOR_TYPE_Q5_0] = unpack_q5_0,
                 [TENSOR_TYPE_Q4_K] = unpack_q4_k,
+                [TENSOR_TYPE_Q5_K] = unpack_q5_k,
                 [TENSOR_TYPE_Q6_K] = unpack_q6_k },
     .gemm_packed = { [TENSOR_TYPE_F16] = kernels__avx512_gemm_packed_f16,
                      [TENSOR_TYPE_BF16] = kernels__avx512_gemm_packed_bf16,
@@ -2077,6 +2132,7 @@ const struct kernel_ops kernels_avx512 = {
                      [TENSOR_TYPE_Q4_0] = gemm_packed_q4_0,
                      [TENSOR_TYPE_Q5_0] = gemm_packed_q5_0,
                      [TENSOR_TYPE_Q4_K] = gemm_packed_q4_k,
+                     [TENSOR_TYPE_Q5_K] = gemm_packed_q5_k,
                      [TENSOR_TYPE_Q6_K] = gemm_packed_q6_k },
     .dot_f32 = dot_f32,
     .dot_f32_f16 = dot_f32_f16,
