@@ -7,8 +7,10 @@
 # then runs bench/plot.sh when gnuplot is there.
 #
 # usage: bench/run.sh            (all models and types below)
-#        bench/run.sh --rejoin   runs nothing: rebuilds the table, results.json and
-#                                the plot from the JSON already in build/bench/
+#        bench/run.sh --rejoin   runs no engine: rebuilds the table, results.json and
+#                                the plot from the JSON already in build/bench/ (it runs
+#                                the bandwidth probes whose JSON is missing or was written
+#                                by the older, one-pattern probe: ~4 minutes)
 #   LLAMA_CPP_BIN=dir            where llama-bench is (default ../llama.cpp/build/bin);
 #                                llama.cpp is built from its public source outside this
 #                                repository; nothing of it is committed
@@ -20,7 +22,9 @@
 #   BENCH_LONG=0                 1: also pp4096 and tg at depths 4096 and 16384 for
 #   BENCH_LONG_TYPES=q4_k_m      these types, BENCH_LONG_R repetitions (default 1)
 #   BENCH_LONG_P=4096 BENCH_LONG_D="4096 16384" BENCH_LONG_R=1
-#   BENCH_BW_R=20                passes of the bandwidth probe per file and thread count
+#   BENCH_BW_R=20                passes of the bandwidth probe per read pattern, memory
+#                                and thread count (bench/bandwidth.c tries 18 patterns on
+#                                4 KiB-page and huge-page memory, and on each file)
 #   BENCH_PLOT=1                 0: skip bench/plot.sh
 #   BENCH_RESULTS=bench/RESULTS.md BENCH_PNG=bench/results.png   where the table and
 #                                the plot go (point them elsewhere for trial runs)
@@ -30,9 +34,11 @@
 #   default (2 models x 5 types, pp512+tg128 at 2 threads, r=3, plus 1 thread
 #   for q4_k_m and q8_0): about 15 minutes, of which F16/BF16 are half;
 #   BENCH_LONG=1 adds about 20-25 minutes per long type at BENCH_LONG_R=1
-#   (mostly the 16384-token prefill: llama-bench prefills the depth once per
-#   test, slm bench once per repetition, so each extra repetition adds ~8 min);
+#   (mostly the 16384-token prefill, once per test in both engines, so extra
+#   repetitions cost only the timed part);
 #   BENCH_SCALING= saves about 4 minutes; each model or type left out saves its share.
+#   The bandwidth probes take about 3 minutes of it (1 GiB twice at the start and the
+#   end, each file once, 18 read patterns each).
 # Short check of the script: BENCH_MODELS=qwen2.5-0.5b BENCH_TYPES=q8_0 BENCH_P=64
 #   BENCH_N=16 BENCH_R=1 bench/run.sh (about a minute once the files exist).
 set -eu
@@ -76,6 +82,9 @@ if [ ! -x "$bw" ] || [ -n "$(find "${bw_src[@]}" src/core/*.h -newer "$bw" 2>/de
 fi
 
 contains() { case " $2 " in *" $1 "*) return 0 ;; esac; return 1; }
+# True if a probe's JSON exists and comes from the current probe (which names the
+# best read pattern); --rejoin re-runs probes whose JSON an older probe wrote.
+bw_current() { [ -f "$1" ] && jq -e 'length > 0 and all(.[]; has("pattern"))' "$1" >/dev/null 2>&1; }
 # "2" + "1" -> "1,2": unique thread counts, ascending.
 thread_list() { echo "$1,$2" | tr -s ' ,' '\n' | grep -v '^$' | sort -nu | paste -sd, -; }
 
@@ -135,12 +144,13 @@ join_rows() {
     | ([$s[], $l[]] | map(key) | unique | sort_by(.[3], .[2], (.[0] == 0), .[0], .[1]))[] as $k
     | ([$s[] | select(key == $k)][0]) as $x
     | ([$l[] | select(key == $k)][0]) as $y
-    | ([$b[0][] | select(.n_threads == $k[3])][0].best_gbps) as $gbps
+    | ([$b[0][] | select(.n_threads == $k[3])][0]) as $bw
+    | ($bw.best_gbps) as $gbps
     | {
         model: $m, type: $t, n_prompt: $k[0], n_gen: $k[1], n_depth: $k[2], n_threads: $k[3],
         test: (if $k[0] > 0 then "pp\($k[0])" else "tg\($k[1])" end),
         slm_ts: $x.avg_ts, slm_sd: $x.stddev_ts, llama_ts: $y.avg_ts, llama_sd: $y.stddev_ts,
-        bandwidth_gbps: $gbps,
+        bandwidth_gbps: $gbps, bandwidth_pattern: (if $bw == null then null else "\($bw.pattern) \($bw.memory)" end),
         bytes_per_token: (if $k[0] == 0 then $w.weight_bytes + $w.kv_bytes_per_pos * ($k[2] + ($k[1] + 1) / 2) else null end)
       }
     | .bound_ts = (if .bytes_per_token != null and $gbps != null then $gbps * 1e9 / .bytes_per_token else null end)
@@ -158,8 +168,8 @@ probe_file() {
     cp "$out/bandwidth.json" "$base.bandwidth.json"
 }
 
-if [ $rejoin -eq 0 ] || [ ! -f "$out/bandwidth.json" ]; then
-  echo "bench: bandwidth probe ($bw, anonymous 1 GiB)" >&2
+if [ $rejoin -eq 0 ] || ! bw_current "$out/bandwidth.json"; then
+  echo "bench: bandwidth probe ($bw, anonymous 1 GiB, 4 KiB and huge pages)" >&2
   "$bw" -t "$(thread_list 1,2 "$threads")" -r "$bw_reps" --json > "$out/bandwidth.json"
   rm -f "$out/bandwidth-end.json"
 fi
@@ -172,7 +182,7 @@ for m in $models; do
     for t in $types; do
       base=$out/$m-$t
       [ -f "$base.slm.json" ] || [ -f "$base.llama.json" ] || continue
-      if [ ! -f "$base.weights.json" ] || [ ! -f "$base.bandwidth.json" ]; then
+      if [ ! -f "$base.weights.json" ] || ! bw_current "$base.bandwidth.json"; then
         probe_file "$base.gguf" "$base" "$(thread_list "$threads" "$scaling")"
       fi
       pairs+=("$m $t")
@@ -216,16 +226,25 @@ if [ $rejoin -eq 0 ]; then
   "$bw" -t "$(thread_list 1,2 "$threads")" -r "$bw_reps" --json > "$out/bandwidth-end.json"
 fi
 probes=("$out/bandwidth.json")
-[ -f "$out/bandwidth-end.json" ] && probes+=("$out/bandwidth-end.json")
-for p in "${pairs[@]}"; do probes+=("$out/${p% *}-${p#* }.bandwidth.json"); done
+bw_current "$out/bandwidth-end.json" && probes+=("$out/bandwidth-end.json")
+for p in "${pairs[@]}"; do
+  bw_current "$out/${p% *}-${p#* }.bandwidth.json" && probes+=("$out/${p% *}-${p#* }.bandwidth.json")
+done
 jq -s 'add | group_by(.n_threads) | map(max_by(.best_gbps))' "${probes[@]}" > "$out/bandwidth-max.json"
 for p in "${pairs[@]}"; do join_rows "${p% *}" "${p#* }"; done
 jq -s '.' "$rows_json" > "$out/results.json"
 rm -f "$rows_json"
+# A bound that an engine beats is no bound: say so (the probe then lacks a read
+# pattern the engine uses, or the machine was busier during every probe than
+# during that row).
+jq -r '.[] | select(.bound_ts != null) as $r
+  | [["slm", $r.slm_ts], ["llama.cpp", $r.llama_ts]][] | select(.[1] != null and .[1] > $r.bound_ts)
+  | "bench: warning: \(.[0]) \($r.model) \($r.type) \($r.test) at depth \($r.n_depth), \($r.n_threads) threads: \(.[1] * 100 | round / 100) t/s is above the bound \($r.bound_ts * 10 | round / 10) t/s (\($r.bandwidth_gbps) GB/s)"
+' "$out/results.json" >&2
 
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -n 1)
 commit=$(cat "$llama_bin/../../COMMIT" 2>/dev/null || git -C "$llama_bin/../.." rev-parse HEAD 2>/dev/null || echo unknown)
-bw_line=$(jq -r 'map("\(.n_threads) thread\(if .n_threads > 1 then "s" else "" end) \(.best_gbps) GB/s") | join(", ")' "$out/bandwidth-max.json")
+bw_line=$(jq -r 'map("\(.n_threads) thread\(if .n_threads > 1 then "s" else "" end) \(.best_gbps) GB/s (\(.pattern), \(.memory))") | join(", ")' "$out/bandwidth-max.json")
 cmd="BENCH_THREADS=$threads BENCH_P=$np BENCH_N=$nn BENCH_R=$reps"
 [ -n "$scaling" ] && cmd="$cmd BENCH_SCALING=$scaling"
 [ "$long" = 1 ] && cmd="$cmd BENCH_LONG=1 BENCH_LONG_R=$long_r"
@@ -239,7 +258,7 @@ cmd="BENCH_THREADS=$threads BENCH_P=$np BENCH_N=$nn BENCH_R=$reps"
   else
     echo "Command: \`$cmd bench/run.sh\`"
   fi
-  echo "Memory read bandwidth (\`build/bench/bandwidth\`, best pass of all probes of the run, $bw_reps passes each): $bw_line; the bound is bytes read per token / this."
+  echo "Memory read bandwidth (\`build/bench/bandwidth\`: the best read pattern and pass of all probes of the run, $bw_reps passes per pattern; pattern and memory in parentheses): $bw_line; the bound is bytes read per token / this."
   echo
   echo "| model | type | threads | test | depth | slm t/s | llama.cpp t/s | slm / llama.cpp | bound t/s | slm % of bound | llama.cpp % of bound |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|"
