@@ -12,6 +12,12 @@
  *
  * The activations arrive in the table's vec_dot type (F16 for F16 weights,
  * BF16 for BF16 weights), rounded where llama.cpp rounds them.
+ *
+ * gemm_packed is a set of register tiles (the gemm section below; shapes
+ * and measurements in docs/internals/kernels.md). Every product is exact
+ * in f32; the sums run in another order than the file-layout kernels, so
+ * it matches kernels_scalar.c within the dot tolerance
+ * (kernels_avx512_packed_gemm_matches_scalar).
  */
 #include <immintrin.h>
 #include <string.h>
@@ -68,46 +74,196 @@ void kernels__avx512_unpack_bf16(const void *group, size_t ws, size_t r, void *r
     }
 }
 
-void kernels__avx512_gemm_packed_f16(size_t n, const void *w, size_t ws, size_t nr, const void *x,
-                                     size_t xs, size_t nc, float *y, size_t ys)
+/* ======================= the gemm kernels ======================= */
+
+/*
+ * Register tiles: a tile computes G groups (1 or 2, i.e. 16 or 32 rows) x C
+ * activation columns, with U independent accumulator sets taking turns over
+ * consecutive k (U > 1 only for small tiles, whose single chains would be
+ * latency-bound: decode and short batches). G * C * U <= TILE_ACCS
+ * accumulators, each a 16-lane f32 vector holding the 16 rows of a group
+ * for one column, stored at the end with no horizontal sum. G, C, U and PF
+ * (prefetch) are compile-time constants at every call, so all loops over
+ * them unroll.
+ */
+#define INLINE    static inline __attribute__((always_inline))
+#define TILE_ACCS 24
+/* Columns of the widest tile. */
+#define TILE_COLS 16
+/* F16 activations converted to f32 per chunk of this many elements. */
+#define F16_KC    128
+/* Software prefetch distance of the streaming (few-column) tiles. */
+#define PF_AHEAD  4096
+/* Tiles of up to this many columns prefetch (the larger ones reuse lines). */
+#define PF_COLS   8
+
+/* Accumulator slot of (accumulator set u, group g, column c). */
+#define ACC(u, g, c) acc[((u) % U * G + (g)) * C + (c)]
+
+INLINE void prefetch_lines(const void *p, size_t bytes)
 {
-    for (size_t g = 0; g < nr; g += KERNELS_PACK_ROWS) {
-        const uint16_t *pw = (const uint16_t *)((const uint8_t *)w + g * ws);
-
-        for (size_t c = 0; c < nc; c++) {
-            const uint16_t *xc = (const uint16_t *)((const uint8_t *)x + c * xs);
-            __m512 acc = _mm512_setzero_ps();
-
-            for (size_t k = 0; k < n; k++) {
-                __m512 wv = _mm512_cvtph_ps(
-                    _mm256_loadu_si256((const __m256i *)(pw + k * KERNELS_PACK_ROWS)));
-
-                acc = _mm512_fmadd_ps(wv, _mm512_set1_ps(_cvtsh_ss(xc[k])), acc);
-            }
-            _mm512_storeu_ps(y + c * ys + g, acc);
-        }
-    }
+    for (size_t off = 0; off < bytes; off += 64)
+        _mm_prefetch((const char *)p + PF_AHEAD + off, _MM_HINT_T0);
 }
 
-void kernels__avx512_gemm_packed_bf16(size_t n, const void *w, size_t ws, size_t nr, const void *x,
-                                      size_t xs, size_t nc, float *y, size_t ys)
+/* Sums the U accumulator sets and stores the tile. */
+INLINE void tile_store(const int G, const int C, const int U, __m512 *acc, float *y, size_t ys)
 {
-    for (size_t g = 0; g < nr; g += KERNELS_PACK_ROWS) {
-        const uint16_t *pw = (const uint16_t *)((const uint8_t *)w + g * ws);
+#pragma GCC unroll 32
+    for (int g = 0; g < G; g++)
+#pragma GCC unroll 32
+        for (int c = 0; c < C; c++) {
+            __m512 s = acc[g * C + c];
 
-        for (size_t c = 0; c < nc; c++) {
-            const uint8_t *xc = (const uint8_t *)x + c * xs;
-            __m512 acc = _mm512_setzero_ps();
+#pragma GCC unroll 32
+            for (int u = 1; u < U; u++)
+                s = _mm512_add_ps(s, acc[(u * G + g) * C + c]);
+            _mm512_storeu_ps(y + (size_t)c * ys + (size_t)g * KERNELS_PACK_ROWS, s);
+        }
+}
 
-            for (size_t k = 0; k < n; k += 2) {
+/*
+ * F16 tile: for each k, one vcvtph2ps of the 16 rows' halves per group and
+ * G * C fmas against the activation element broadcast from xf, the tile's
+ * columns converted to f32 once per chunk of F16_KC elements (the
+ * accumulators stay in registers across chunks). pw is the first group,
+ * the second one 16 * n elements on.
+ */
+INLINE void tile_f16(const int G, const int C, const int U, const int PF, size_t n,
+                     const uint16_t *pw, const uint8_t *x, size_t xs, float *y, size_t ys)
+{
+    float xf[TILE_COLS * F16_KC] __attribute__((aligned(64)));
+    const size_t gs = KERNELS_PACK_ROWS * n;
+    __m512 acc[TILE_ACCS];
+
+#pragma GCC unroll 32
+    for (int i = 0; i < G * C * U; i++)
+        acc[i] = _mm512_setzero_ps();
+    for (size_t k0 = 0; k0 < n; k0 += F16_KC) {
+        size_t kc = n - k0 < F16_KC ? n - k0 : F16_KC;
+        const uint16_t *p = pw + k0 * KERNELS_PACK_ROWS;
+
+#pragma GCC unroll 32
+        for (int c = 0; c < C; c++) {
+            const uint16_t *xc = (const uint16_t *)(x + (size_t)c * xs) + k0;
+
+            for (size_t k = 0; k < kc; k += 16)
+                _mm512_store_ps(xf + c * F16_KC + k,
+                                _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(xc + k))));
+        }
+        for (size_t k = 0; k < kc; k += 4, p += 4 * KERNELS_PACK_ROWS) {
+            if (PF) {
+#pragma GCC unroll 32
+                for (int g = 0; g < G; g++)
+                    prefetch_lines(p + g * gs, 4 * KERNELS_PACK_ROWS * sizeof(uint16_t));
+            }
+            const float *xk = xf + k;
+
+#pragma GCC unroll 32
+            for (int u = 0; u < 4; u++) {
+                __m512 wv[2];
+
+#pragma GCC unroll 32
+                for (int g = 0; g < G; g++)
+                    wv[g] = _mm512_cvtph_ps(_mm256_loadu_si256(
+                        (const __m256i *)(p + g * gs + (size_t)u * KERNELS_PACK_ROWS)));
+#pragma GCC unroll 32
+                for (int c = 0; c < C; c++) {
+                    __m512 xb = _mm512_set1_ps(xk[c * F16_KC + u]);
+
+#pragma GCC unroll 32
+                    for (int g = 0; g < G; g++)
+                        ACC(u, g, c) = _mm512_fmadd_ps(wv[g], xb, ACC(u, g, c));
+                }
+            }
+        }
+    }
+    tile_store(G, C, U, acc, y, ys);
+}
+
+/*
+ * BF16 tile: per pair of elements one 512-bit load of the 16 rows' pairs
+ * per group and G * C vdpbf16ps against the activation pair (4 bytes)
+ * broadcast straight from x: no conversion, two products per lane.
+ */
+INLINE void tile_bf16(const int G, const int C, const int U, const int PF, size_t n,
+                      const uint16_t *pw, const uint8_t *x, size_t xs, float *y, size_t ys)
+{
+    const size_t gs = KERNELS_PACK_ROWS * n;
+    const uint16_t *p = pw;
+    __m512 acc[TILE_ACCS];
+
+#pragma GCC unroll 32
+    for (int i = 0; i < G * C * U; i++)
+        acc[i] = _mm512_setzero_ps();
+    for (size_t k = 0; k < n; k += 8, p += 8 * KERNELS_PACK_ROWS) {
+        if (PF) {
+#pragma GCC unroll 32
+            for (int g = 0; g < G; g++)
+                prefetch_lines(p + g * gs, 8 * KERNELS_PACK_ROWS * sizeof(uint16_t));
+        }
+#pragma GCC unroll 32
+        for (int u = 0; u < 4; u++) {
+            __m512i wv[2];
+
+#pragma GCC unroll 32
+            for (int g = 0; g < G; g++)
+                wv[g] = _mm512_loadu_si512(p + g * gs + (size_t)u * 2 * KERNELS_PACK_ROWS);
+#pragma GCC unroll 32
+            for (int c = 0; c < C; c++) {
                 int32_t pair;
 
-                memcpy(&pair, xc + k * sizeof(uint16_t), sizeof(pair));
-                acc =
-                    _mm512_dpbf16_ps(acc, (__m512bh)_mm512_loadu_si512(pw + k * KERNELS_PACK_ROWS),
-                                     (__m512bh)_mm512_set1_epi32(pair));
+                memcpy(&pair, x + (size_t)c * xs + (k + 2 * (size_t)u) * sizeof(uint16_t),
+                       sizeof(pair));
+#pragma GCC unroll 32
+                for (int g = 0; g < G; g++)
+                    ACC(u, g, c) = _mm512_dpbf16_ps(ACC(u, g, c), (__m512bh)wv[g],
+                                                    (__m512bh)_mm512_set1_epi32(pair));
             }
-            _mm512_storeu_ps(y + c * ys + g, acc);
         }
     }
+    tile_store(G, C, U, acc, y, ys);
 }
+
+/* Tile shapes: accumulator sets by tile size, prefetch for 1-2 columns. */
+#define TILE_U(G, C) ((G) * (C) >= 8 ? 1 : (G) * (C) >= 4 ? 2 : 4)
+#define TILE(T, G, C, c0) \
+    tile_##T(G, C, TILE_U(G, C), (C) <= PF_COLS, n, pw, xb + (c0)*xs, xs, y + (c0)*ys + g, ys)
+
+/*
+ * The packed gemm of type T (f16 or bf16): rows in pairs of groups (one
+ * group at an odd end) and columns in tiles of 12 (16 for a single group),
+ * then tails of 8/4/2/1 columns.
+ */
+#define DEFINE_GEMM_PACKED(T)                                                                      \
+    void kernels__avx512_gemm_packed_##T(size_t n, const void *w, size_t ws, size_t nr,            \
+                                         const void *x, size_t xs, size_t nc, float *y, size_t ys) \
+    {                                                                                              \
+        const uint8_t *xb = x;                                                                     \
+                                                                                                   \
+        for (size_t g = 0; g < nr;) {                                                              \
+            const uint16_t *pw = (const uint16_t *)((const uint8_t *)w + g * ws);                  \
+            size_t c = 0;                                                                          \
+                                                                                                   \
+            if (nr - g >= 2 * KERNELS_PACK_ROWS) {                                                 \
+                for (; c + 12 <= nc; c += 12)                                                      \
+                    TILE(T, 2, 12, c);                                                             \
+                if (c + 8 <= nc) TILE(T, 2, 8, c), c += 8;                                         \
+                if (c + 4 <= nc) TILE(T, 2, 4, c), c += 4;                                         \
+                if (c + 2 <= nc) TILE(T, 2, 2, c), c += 2;                                         \
+                if (c < nc) TILE(T, 2, 1, c);                                                      \
+                g += 2 * KERNELS_PACK_ROWS;                                                        \
+                continue;                                                                          \
+            }                                                                                      \
+            for (; c + 16 <= nc; c += 16)                                                          \
+                TILE(T, 1, 16, c);                                                                 \
+            if (c + 8 <= nc) TILE(T, 1, 8, c), c += 8;                                             \
+            if (c + 4 <= nc) TILE(T, 1, 4, c), c += 4;                                             \
+            if (c + 2 <= nc) TILE(T, 1, 2, c), c += 2;                                             \
+            if (c < nc) TILE(T, 1, 1, c);                                                          \
+            g += KERNELS_PACK_ROWS;                                                                \
+        }                                                                                          \
+    }
+
+DEFINE_GEMM_PACKED(f16)
+DEFINE_GEMM_PACKED(bf16)

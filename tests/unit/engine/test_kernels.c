@@ -558,9 +558,11 @@ TEST(kernels_avx512_packed_gemm_matches_scalar)
 
         if (k->pack[t] == NULL) continue;
         ASSERT_NOT_NULL(k->gemm_packed[t]);
-        /* Floats and 32-element blocks: 256 and 1024; super-blocks: 2 and 7. */
+        /* Floats and 32-element blocks: 256, 1024, 288; super-blocks: 2 and 7. */
         check_packed_type(k, t, block_of(t) <= 32 ? 256 : 2 * block_of(t), &r);
         check_packed_type(k, t, block_of(t) <= 32 ? 1024 : 7 * block_of(t), &r);
+        /* Not a multiple of 128: the F16 kernel's partial chunk. */
+        if (block_of(t) <= 32) check_packed_type(k, t, 288, &r);
         n_packed++;
     }
     ASSERT(n_packed >= 1); /* Q8_0 at least */
