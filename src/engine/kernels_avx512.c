@@ -20,6 +20,7 @@
  */
 #include <immintrin.h>
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "engine/kernels_int.h"
@@ -953,11 +954,35 @@ INLINE __m512i q5_bits(__m512i qh, unsigned e)
  * block (see pk_q8_0_fast): the nibbles (plus bit 4 for Q5_0) are the
  * unsigned operand, and 8 (16) * (sum of the activation chunk) is subtracted.
  */
-INLINE void pk_nib_fast(const int C, const int five, size_t nb, const void *pw, const uint8_t *x,
+/*
+ * Q5_1 as Q5_0 plus the rows' f16 minimums: 384 bytes = 16 x 24. Its
+ * values q (0..31) need no offset: a row's dot with a Q8_1 block is
+ * d_w d_x sum(q x) + m_w s_x, s_x the block's d_x sum(x).
+ */
+struct pk_q5_1 {
+    uint16_t d[KERNELS_PACK_ROWS], m[KERNELS_PACK_ROWS];
+    uint32_t qh[KERNELS_PACK_ROWS];
+    uint8_t q[QK5_1 / 8][KERNELS_PACK_ROWS][4];
+};
+
+/* The nibble types of pk_nib_fast. */
+enum { NIB_Q4_0, NIB_Q5_0, NIB_Q5_1 };
+
+/*
+ * 16 rows x C (<= 8) columns of Q4_0, Q5_0 (against Q8_0 activations) or
+ * Q5_1 (against Q8_1).
+ */
+INLINE void pk_nib_fast(const int C, const int kind, size_t nb, const void *pw, const uint8_t *x,
                         size_t xs, float *y, size_t ys)
 {
+    const int five = kind != NIB_Q4_0, offset = kind != NIB_Q5_1;
     const __m512i m0f = _mm512_set1_epi8(0x0F), koff = _mm512_set1_epi8(five ? 16 : 8);
-    const size_t bsize = five ? sizeof(struct pk_q5_0) : sizeof(struct pk_q4_0);
+    const size_t bsize = kind == NIB_Q5_1   ? sizeof(struct pk_q5_1)
+                         : kind == NIB_Q5_0 ? sizeof(struct pk_q5_0)
+                                            : sizeof(struct pk_q4_0);
+    const size_t xbsize = offset ? sizeof(struct block_q8_0) : sizeof(struct block_q8_1);
+    const size_t xq_off =
+        offset ? offsetof(struct block_q8_0, qs) : offsetof(struct block_q8_1, qs);
     __m512 acc[8];
 
     for (int c = 0; c < C; c++)
@@ -966,14 +991,21 @@ INLINE void pk_nib_fast(const int C, const int five, size_t nb, const void *pw, 
         const uint8_t *b = (const uint8_t *)pw + ib * bsize;
         const struct pk_q4_0 *b4 = (const struct pk_q4_0 *)b;
         const struct pk_q5_0 *b5 = (const struct pk_q5_0 *)b;
-        __m512i is[8], cs[8], qh = five ? _mm512_loadu_si512(b5->qh) : _mm512_setzero_si512();
-        __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(five ? b5->d : b4->d)));
+        const struct pk_q5_1 *b51 = (const struct pk_q5_1 *)b;
+        const uint16_t *dp = kind == NIB_Q5_1 ? b51->d : kind == NIB_Q5_0 ? b5->d : b4->d;
+        __m512i is[8], cs[8];
+        __m512i qh = !five              ? _mm512_setzero_si512()
+                     : kind == NIB_Q5_1 ? _mm512_loadu_si512(b51->qh)
+                                        : _mm512_loadu_si512(b5->qh);
+        __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)dp));
 
         if (C == 1) prefetch_ahead(b, bsize);
         for (int c = 0; c < C; c++)
             is[c] = cs[c] = _mm512_setzero_si512();
         for (int k = 0; k < 4; k++) {
-            __m512i v = _mm512_loadu_si512(five ? b5->q[k] : b4->q[k]);
+            __m512i v = _mm512_loadu_si512(kind == NIB_Q5_1   ? b51->q[k]
+                                           : kind == NIB_Q5_0 ? b5->q[k]
+                                                              : b4->q[k]);
             __m512i lo = _mm512_and_si512(v, m0f);
             __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m0f);
 
@@ -982,20 +1014,30 @@ INLINE void pk_nib_fast(const int C, const int five, size_t nb, const void *pw, 
                 hi = _mm512_or_si512(hi, q5_bits(qh, 16u + 4u * (unsigned)k));
             }
             for (int c = 0; c < C; c++) {
-                const struct block_q8_0 *bx = (const struct block_q8_0 *)(x + c * xs) + ib;
-                __m512i xl = bcast_chunk_s8(bx->qs, (size_t)k);
-                __m512i xh = bcast_chunk_s8(bx->qs, (size_t)k + 4);
+                const int8_t *xq = (const int8_t *)(x + c * xs + ib * xbsize + xq_off);
+                __m512i xl = bcast_chunk_s8(xq, (size_t)k);
+                __m512i xh = bcast_chunk_s8(xq, (size_t)k + 4);
 
                 is[c] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(is[c], lo, xl), hi, xh);
-                cs[c] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(cs[c], koff, xl), koff, xh);
+                if (offset)
+                    cs[c] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(cs[c], koff, xl), koff, xh);
             }
         }
         for (int c = 0; c < C; c++) {
-            const struct block_q8_0 *bx = (const struct block_q8_0 *)(x + c * xs) + ib;
-            __m512 dd = _mm512_mul_ps(dw, _mm512_set1_ps(h2f(bx->d)));
+            const uint8_t *bx = x + c * xs + ib * xbsize;
+            uint16_t dx, sx;
+            __m512 dd;
 
+            memcpy(&dx, bx, sizeof(dx));
+            dd = _mm512_mul_ps(dw, _mm512_set1_ps(h2f(dx)));
             acc[c] =
                 _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(_mm512_sub_epi32(is[c], cs[c])), acc[c]);
+            if (!offset) {
+                memcpy(&sx, bx + offsetof(struct block_q8_1, s), sizeof(sx));
+                acc[c] =
+                    _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b51->m)),
+                                    _mm512_set1_ps(h2f(sx)), acc[c]);
+            }
         }
     }
     for (int c = 0; c < C; c++)
@@ -1005,13 +1047,19 @@ INLINE void pk_nib_fast(const int C, const int five, size_t nb, const void *pw, 
 INLINE void pk_q4_0_fast(const int C, size_t nb, const struct pk_q4_0 *pw, const uint8_t *x,
                          size_t xs, float *y, size_t ys)
 {
-    pk_nib_fast(C, 0, nb, pw, x, xs, y, ys);
+    pk_nib_fast(C, NIB_Q4_0, nb, pw, x, xs, y, ys);
 }
 
 INLINE void pk_q5_0_fast(const int C, size_t nb, const struct pk_q5_0 *pw, const uint8_t *x,
                          size_t xs, float *y, size_t ys)
 {
-    pk_nib_fast(C, 1, nb, pw, x, xs, y, ys);
+    pk_nib_fast(C, NIB_Q5_0, nb, pw, x, xs, y, ys);
+}
+
+INLINE void pk_q5_1_fast(const int C, size_t nb, const struct pk_q5_1 *pw, const uint8_t *x,
+                         size_t xs, float *y, size_t ys)
+{
+    pk_nib_fast(C, NIB_Q5_1, nb, pw, x, xs, y, ys);
 }
 
 /* ======================= packed Q4_K (16 interleaved rows) ======================= */
@@ -1348,6 +1396,11 @@ static const struct pack_layout layout_q4_k = {
     QK_K / 8,
     { { 0, 2 }, { 2, 2 }, { 4, 4 }, { 8, 4 }, { 12, 4 } }
 };
+static const struct pack_layout layout_q5_1 = { sizeof(struct block_q5_1),
+                                                3,
+                                                8,
+                                                QK5_1 / 8,
+                                                { { 0, 2 }, { 2, 2 }, { 4, 4 } } };
 /* As Q4_K; qh (32 bytes) and qs follow each other, so one run of chunks. */
 static const struct pack_layout layout_q5_k = {
     sizeof(struct block_q5_k),
@@ -1383,6 +1436,7 @@ _Static_assert(sizeof(struct pk_q8_0) == 16 * sizeof(struct block_q8_0), "pk_q8_
 _Static_assert(sizeof(struct pk_q4_0) == 16 * sizeof(struct block_q4_0), "pk_q4_0");
 _Static_assert(sizeof(struct pk_q5_0) == 16 * sizeof(struct block_q5_0), "pk_q5_0");
 _Static_assert(sizeof(struct pk_q4_k) == 16 * sizeof(struct block_q4_k), "pk_q4_k");
+_Static_assert(sizeof(struct pk_q5_1) == 16 * sizeof(struct block_q5_1), "pk_q5_1");
 _Static_assert(sizeof(struct pk_q5_k) == 16 * sizeof(struct block_q5_k), "pk_q5_k");
 _Static_assert(sizeof(struct pk_q6_k) == 16 * sizeof(struct block_q6_k), "pk_q6_k");
 
@@ -1399,6 +1453,7 @@ _Static_assert(sizeof(struct pk_q6_k) == 16 * sizeof(struct block_q6_k), "pk_q6_
 DEFINE_PACKER(q8_0)
 DEFINE_PACKER(q4_0)
 DEFINE_PACKER(q5_0)
+DEFINE_PACKER(q5_1)
 DEFINE_PACKER(q4_k)
 DEFINE_PACKER(q5_k)
 DEFINE_PACKER(q6_k)
@@ -1458,6 +1513,15 @@ static void pk_q5_0_exact(size_t nb, const struct pk_q5_0 *pw, const struct bloc
 }
 
 DEFINE_PACKED(q5_0, QK5_0, 0)
+
+/* Never called, as pk_q4_0_exact. */
+static void pk_q5_1_exact(size_t nb, const struct pk_q5_1 *pw, const struct block_q8_0 *bx,
+                          float *y)
+{
+    (void)nb, (void)pw, (void)bx, (void)y;
+}
+
+DEFINE_PACKED(q5_1, QK5_1, 0)
 
 /* ======================= activation conversion ======================= */
 
@@ -2115,6 +2179,7 @@ const struct kernel_ops kernels_avx512 = {
               [TENSOR_TYPE_Q8_0] = pack_q8_0,
               [TENSOR_TYPE_Q4_0] = pack_q4_0,
               [TENSOR_TYPE_Q5_0] = pack_q5_0,
+              [TENSOR_TYPE_Q5_1] = pack_q5_1,
               [TENSOR_TYPE_Q4_K] = pack_q4_k,
               [TENSOR_TYPE_Q5_K] = pack_q5_k,
               [TENSOR_TYPE_Q6_K] = pack_q6_k },
@@ -2123,6 +2188,7 @@ const struct kernel_ops kernels_avx512 = {
                 [TENSOR_TYPE_Q8_0] = unpack_q8_0,
                 [TENSOR_TYPE_Q4_0] = unpack_q4_0,
                 [TENSOR_TYPE_Q5_0] = unpack_q5_0,
+                [TENSOR_TYPE_Q5_1] = unpack_q5_1,
                 [TENSOR_TYPE_Q4_K] = unpack_q4_k,
                 [TENSOR_TYPE_Q5_K] = unpack_q5_k,
                 [TENSOR_TYPE_Q6_K] = unpack_q6_k },
@@ -2131,6 +2197,7 @@ const struct kernel_ops kernels_avx512 = {
                      [TENSOR_TYPE_Q8_0] = gemm_packed_q8_0,
                      [TENSOR_TYPE_Q4_0] = gemm_packed_q4_0,
                      [TENSOR_TYPE_Q5_0] = gemm_packed_q5_0,
+                     [TENSOR_TYPE_Q5_1] = gemm_packed_q5_1,
                      [TENSOR_TYPE_Q4_K] = gemm_packed_q4_k,
                      [TENSOR_TYPE_Q5_K] = gemm_packed_q5_k,
                      [TENSOR_TYPE_Q6_K] = gemm_packed_q6_k },
