@@ -2136,8 +2136,7 @@ static void swiglu(size_t n, float *g, const float *u)
                          _mm512_mul_ps(_mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e)),
                                        _mm512_loadu_ps(u + i)));
     }
-    for (; i < n; i++)
-        g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    kernels__swiglu(n - i, g + i, u + i); /* under 16 left: the C library's expf */
 }
 
 const struct kernel_ops kernels_avx512 = {
