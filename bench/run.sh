@@ -16,7 +16,14 @@
 #                                repository; nothing of it is committed
 #   BENCH_MODELS="qwen2.5-0.5b llama-3.2-1b"   presets of `slm mkmodel`
 #   BENCH_TYPES="q4_k_m q8_0 q4_0 f16 bf16"    types made with `slm quantize` from the F16 file
-#   BENCH_THREADS=2 BENCH_P=512 BENCH_N=128 BENCH_R=3
+#   BENCH_THREADS=2 BENCH_P=512 BENCH_N=128 BENCH_R=2
+#   BENCH_ROUNDS=3               rounds per file: each round runs both engines (BENCH_R
+#                                repetitions each), the order alternating from round to
+#                                round (slm first, then llama.cpp first, ...). The machine's
+#                                speed drifts by 10-30% over minutes (a shared VM), so the
+#                                pairs of a round see the same machine: "slm / llama.cpp" is
+#                                the median over rounds of the ratio of the round's means;
+#                                the t/s columns pool all repetitions of all rounds
 #   BENCH_SCALING=1              extra thread counts (comma list; empty: none) run for
 #   BENCH_SCALING_TYPES="q4_k_m q8_0"          these types, to show thread scaling
 #   BENCH_LONG=0                 1: also pp4096 and tg at depths 4096 and 16384 for
@@ -55,7 +62,7 @@ llama_bin=${LLAMA_CPP_BIN:-$root/../llama.cpp/build/bin}
 models=${BENCH_MODELS:-"qwen2.5-0.5b llama-3.2-1b"}
 types=${BENCH_TYPES:-"q4_k_m q8_0 q4_0 f16 bf16"}
 threads=${BENCH_THREADS:-2}
-np=${BENCH_P:-512} nn=${BENCH_N:-128} reps=${BENCH_R:-3}
+np=${BENCH_P:-512} nn=${BENCH_N:-128} reps=${BENCH_R:-2} rounds=${BENCH_ROUNDS:-3}
 scaling=${BENCH_SCALING-1}
 scaling_types=${BENCH_SCALING_TYPES:-"q4_k_m q8_0"}
 long=${BENCH_LONG:-0}
@@ -100,6 +107,51 @@ run_llama() {
   if [ $have_llama -eq 0 ]; then echo '[]' > "$json"; return; fi
   "$llama_bin/llama-bench" -m "$f" "$@" -o json > "$json" 2> "${json%.json}.log" ||
     { echo "bench: llama-bench failed on $f $* (see ${json%.json}.log)" >&2; echo '[]' > "$json"; }
+}
+
+# Runs both engines on one file in $rounds rounds, alternating which goes
+# first, into $base.{slm,llama}.json: per test the samples of all rounds
+# pooled (avg_ts, stddev_ts as the engines compute them) and "rounds", each
+# round's number and mean, which join_rows pairs.
+run_rounds() {
+  local f=$1 base=$2; shift 2
+  local r
+  local -a sj=() lj=()
+  for r in $(seq 1 "$rounds"); do
+    if [ $((r % 2)) -eq 1 ]; then
+      run_slm "$f" "$base.slm.r$r.json" "$@"
+      run_llama "$f" "$base.llama.r$r.json" "$@"
+    else
+      run_llama "$f" "$base.llama.r$r.json" "$@"
+      run_slm "$f" "$base.slm.r$r.json" "$@"
+    fi
+    sj+=("$base.slm.r$r.json") lj+=("$base.llama.r$r.json")
+  done
+  merge_rounds "$base.slm.json" "${sj[@]}"
+  merge_rounds "$base.llama.json" "${lj[@]}"
+  rm -f "${sj[@]}" "${lj[@]}"
+}
+
+# Merges the JSON arrays of rounds 1, 2, ... (in argument order) into OUT.
+merge_rounds() {
+  local dst=$1; shift
+  local i=0 x
+  for x in "$@"; do
+    i=$((i + 1))
+    jq -c --argjson r $i 'map(. + {round: $r})' "$x"
+  done | jq -s '
+    add // []
+    | group_by([.n_prompt, .n_gen, .n_depth, .n_threads])
+    | map(sort_by(.round)
+        | (map(.samples_ts) | add) as $s
+        | ($s | add / length) as $m
+        | (.[0] | del(.round)) + {
+            samples_ts: $s,
+            avg_ts: $m,
+            stddev_ts: (if ($s | length) > 1
+                        then ($s | map((. - $m) * (. - $m)) | add / (length - 1) | sqrt) else 0 end),
+            rounds: map({round, ts: .avg_ts})
+          })' > "$dst"
 }
 
 # Bytes a generated token reads from the file (every tensor, except that the
@@ -150,6 +202,15 @@ join_rows() {
         model: $m, type: $t, n_prompt: $k[0], n_gen: $k[1], n_depth: $k[2], n_threads: $k[3],
         test: (if $k[0] > 0 then "pp\($k[0])" else "tg\($k[1])" end),
         slm_ts: $x.avg_ts, slm_sd: $x.stddev_ts, llama_ts: $y.avg_ts, llama_sd: $y.stddev_ts,
+        ratio: (
+          [($x.rounds // [])[] as $a | ($y.rounds // [])[] | select(.round == $a.round and .ts > 0)
+           | $a.ts / .ts] | sort as $q
+          | if ($q | length) > 0 then
+              (if ($q | length) % 2 == 1 then $q[($q | length - 1) / 2]
+               else ($q[($q | length) / 2 - 1] + $q[($q | length) / 2]) / 2 end)
+            elif $x.avg_ts != null and $y.avg_ts != null and $y.avg_ts > 0 then $x.avg_ts / $y.avg_ts
+            else null end),
+        n_rounds: ([($x.rounds // [])[] as $a | ($y.rounds // [])[] | select(.round == $a.round)] | length),
         bandwidth_gbps: $gbps, bandwidth_pattern: (if $bw == null then null else "\($bw.pattern) \($bw.memory)" end),
         bytes_per_token: (if $k[0] == 0 then $w.weight_bytes + $w.kv_bytes_per_pos * ($k[2] + ($k[1] + 1) / 2) else null end)
       }
@@ -207,8 +268,7 @@ for m in $models; do
 
     echo "bench: $m $t (threads $tl)" >&2
     probe_file "$f" "$base" "$tl"
-    run_slm "$f" "$base.slm.json" -p "$np" -n "$nn" -t "$tl" -r "$reps"
-    run_llama "$f" "$base.llama.json" -p "$np" -n "$nn" -t "$tl" -r "$reps"
+    run_rounds "$f" "$base" -p "$np" -n "$nn" -t "$tl" -r "$reps"
     rm -f "$base".long-*.json
     if [ "$long" = 1 ] && contains "$t" "$long_types"; then
       echo "bench: $m $t long context (pp$long_p; tg$nn at depths $long_d)" >&2
@@ -245,7 +305,7 @@ jq -r '.[] | select(.bound_ts != null) as $r
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -n 1)
 commit=$(cat "$llama_bin/../../COMMIT" 2>/dev/null || git -C "$llama_bin/../.." rev-parse HEAD 2>/dev/null || echo unknown)
 bw_line=$(jq -r 'map("\(.n_threads) thread\(if .n_threads > 1 then "s" else "" end) \(.best_gbps) GB/s (\(.pattern), \(.memory))") | join(", ")' "$out/bandwidth-max.json")
-cmd="BENCH_THREADS=$threads BENCH_P=$np BENCH_N=$nn BENCH_R=$reps"
+cmd="BENCH_THREADS=$threads BENCH_P=$np BENCH_N=$nn BENCH_R=$reps BENCH_ROUNDS=$rounds"
 [ -n "$scaling" ] && cmd="$cmd BENCH_SCALING=$scaling"
 [ "$long" = 1 ] && cmd="$cmd BENCH_LONG=1 BENCH_LONG_R=$long_r"
 [ -n "${BENCH_MODELS:-}" ] && cmd="$cmd BENCH_MODELS=\"$models\""
@@ -267,7 +327,7 @@ cmd="BENCH_THREADS=$threads BENCH_P=$np BENCH_N=$nn BENCH_R=$reps"
     def ts(a; b): if a == null then "failed" else "\(a | f2) ± \(b | f2)" end;
     def pct(a): if a == null or .bound_ts == null then "-" else "\(a / .bound_ts * 100 | round)%" end;
     .[]
-    | "| \(.model) | \(.type) | \(.n_threads) | \(.test) | \(.n_depth) | \(ts(.slm_ts; .slm_sd)) | \(ts(.llama_ts; .llama_sd)) | \(if .slm_ts != null and .llama_ts != null then "\(.slm_ts / .llama_ts | f2)x" else "-" end) | \(if .bound_ts == null then "-" else (.bound_ts * 10 | round / 10 | tostring) end) | \(pct(.slm_ts)) | \(pct(.llama_ts)) |"
+    | "| \(.model) | \(.type) | \(.n_threads) | \(.test) | \(.n_depth) | \(ts(.slm_ts; .slm_sd)) | \(ts(.llama_ts; .llama_sd)) | \(if .ratio != null then "\(.ratio | f2)x" else "-" end) | \(if .bound_ts == null then "-" else (.bound_ts * 10 | round / 10 | tostring) end) | \(pct(.slm_ts)) | \(pct(.llama_ts)) |"
   ' "$out/results.json"
   echo "<!-- bench:end -->"
 } > "$out/table.md"
