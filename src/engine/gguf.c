@@ -66,6 +66,7 @@ struct gguf_file {
     const uint8_t *base;
     size_t size;
     bool mapped;
+    struct gguf_identity id; /* of the file mapped (zero for gguf_open_memory) */
     uint32_t version;
     size_t alignment;
     size_t data_offset;
@@ -867,6 +868,13 @@ int gguf_open(const char *path, struct gguf_file **out, struct slm_diag *d)
     f->base = map;
     f->size = (size_t)st.st_size;
     f->mapped = true;
+    f->id.dev = (uint64_t)st.st_dev;
+    f->id.ino = (uint64_t)st.st_ino;
+    f->id.size = (uint64_t)st.st_size;
+    f->id.mtime_sec = (int64_t)st.st_mtim.tv_sec;
+    f->id.mtime_nsec = (int64_t)st.st_mtim.tv_nsec;
+    f->id.ctime_sec = (int64_t)st.st_ctim.tv_sec;
+    f->id.ctime_nsec = (int64_t)st.st_ctim.tv_nsec;
     rc = gguf_parse(f, d);
     if (rc < 0) {
         gguf_close(f);
@@ -917,6 +925,11 @@ size_t gguf_data_offset(const struct gguf_file *f)
 const void *gguf_base(const struct gguf_file *f)
 {
     return f->base;
+}
+
+const struct gguf_identity *gguf_file_identity(const struct gguf_file *f)
+{
+    return f->mapped ? &f->id : NULL;
 }
 
 size_t gguf_n_kv(const struct gguf_file *f)

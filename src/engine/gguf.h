@@ -101,6 +101,18 @@ size_t gguf_file_size(const struct gguf_file *f);
 size_t gguf_data_offset(const struct gguf_file *f);
 /* Returns borrowed: the start of the mapping (for madvise and the like). */
 const void *gguf_base(const struct gguf_file *f);
+/*
+ * The mapped file as fstat saw it on the descriptor that was mapped (so a
+ * file replaced after gguf_open does not match it; any write changes
+ * ctime), for caches derived from the file (the engine's repacked
+ * weights). NULL for gguf_open_memory.
+ */
+struct gguf_identity {
+    uint64_t dev, ino, size;
+    int64_t mtime_sec, mtime_nsec;
+    int64_t ctime_sec, ctime_nsec; /* no one can set it: catches a copy that keeps mtime */
+};
+const struct gguf_identity *gguf_file_identity(const struct gguf_file *f);
 
 /* ---- key/value metadata ---- */
 

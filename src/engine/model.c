@@ -20,10 +20,7 @@
 #include "core/limits.h"
 #include "engine/kernels.h"
 #include "engine/model_int.h"
-#include "engine/pool.h"
 #include "engine/quant.h"
-
-#include <sys/mman.h>
 
 /* Feed-forward width: the largest llama-family models use ~ 53,248. */
 #define MODEL_MAX_FF (1u << 20)
@@ -563,103 +560,6 @@ out:
     return rc;
 }
 
-/* The repacking job: the linear layers to pack, claimed one by one. */
-struct pack_job {
-    const struct kernel_ops *k;
-    struct model_linear *l[SLM_LIMIT_LAYERS * 7 + 1];
-    size_t n;
-    struct pool_chunks chunks;
-};
-
-/*
- * Whether l is repacked: the selected kernels have a packed layout for its
- * type, its rows come in whole groups of 32-element multiples, and if it is
- * also the token embedding table (tied output), the kernels can unpack a
- * row for the embedding lookup (row_embed in model_decode.c).
- */
-static bool packable(const struct model *m, const struct kernel_ops *k,
-                     const struct model_linear *l)
-{
-    enum tensor_type t = l->w->type;
-
-    return k->pack[t] != NULL && k->gemm_packed[t] != NULL && l->n_out % KERNELS_PACK_ROWS == 0 &&
-           l->n_in % 32 == 0 && (l->w != m->tok_embd || k->unpack[t] != NULL);
-}
-
-/*
- * Repacks one layer into its (already allocated) buffer, then drops the
- * mapping's pages that held only its rows (MADV_DONTNEED: the file's pages
- * stay in the page cache, not in this process), so resident memory does not
- * double. The rows stay readable through the mapping (a fault re-reads them).
- */
-static void job_pack(void *arg, unsigned ith, unsigned nth)
-{
-    struct pack_job *j = arg;
-    size_t b, e;
-
-    (void)ith;
-    (void)nth;
-    while (pool_chunk_next(&j->chunks, &b, &e))
-        for (size_t i = b; i < e; i++) {
-            struct model_linear *l = j->l[i];
-            size_t bytes = l->n_out * l->row_bytes;
-            uintptr_t page = 4096, lo, hi;
-
-            j->k->pack[l->w->type](l->w->data, l->row_bytes, l->n_out, l->packed);
-            lo = ((uintptr_t)l->w->data + page - 1) / page * page;
-            hi = ((uintptr_t)l->w->data + bytes) / page * page;
-            if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
-        }
-}
-
-/*
- * Repacks every linear layer the kernels have a packed layout for, on all
- * cores, unless SLM_REPACK=0 (for comparisons: Q8_0 decode and small
- * batches give the same bits; the layout changes speed and the rounding of
- * large batches).
- */
-static int pack_weights(struct model *m, struct slm_diag *d)
-{
-    const char *env = getenv("SLM_REPACK");
-    struct pack_job *j;
-    struct pool *pool = NULL;
-    int rc = 0;
-
-    if (env != NULL && strcmp(env, "0") == 0) return 0;
-    j = slm_calloc(1, sizeof(*j));
-    if (j == NULL) return slm_diag_set(d, SLM_ENOMEM, "out of memory repacking weights");
-    j->k = kernels_get();
-    if (packable(m, j->k, &m->output)) j->l[j->n++] = &m->output;
-    for (uint32_t il = 0; il < m->hp.n_layer; il++) {
-        struct model_layer *L = &m->layers[il];
-        struct model_linear *ls[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->gate, &L->up, &L->down };
-
-        for (size_t i = 0; i < sizeof(ls) / sizeof(ls[0]); i++)
-            if (packable(m, j->k, ls[i])) j->l[j->n++] = ls[i];
-    }
-    for (size_t i = 0; i < j->n; i++) {
-        struct model_linear *l = j->l[i];
-        size_t bytes;
-
-        if (!slm_mul_size(l->n_out, l->row_bytes, &bytes) ||
-            (l->packed = slm_aligned_alloc(64, bytes)) == NULL) {
-            rc = slm_diag_set(d, SLM_ENOMEM, "out of memory repacking a %zu x %zu-byte weight",
-                              l->n_out, l->row_bytes);
-            goto out;
-        }
-        m->packed_bytes += bytes;
-    }
-    if (j->n > 0) {
-        if ((rc = pool_new(pool_default_threads(), &pool, d)) < 0) goto out;
-        pool_chunks_init(&j->chunks, j->n, 1);
-        pool_run(pool, job_pack, j);
-    }
-out:
-    pool_free(pool);
-    slm_free(j);
-    return rc;
-}
-
 /* Formats a parameter count as "1.2B", "135M", "12K". */
 static void fmt_params(char *buf, size_t cap, uint64_t n)
 {
@@ -740,7 +640,7 @@ int model_load(const char *path, struct model **out, struct slm_diag *d)
     }
     m->hp.n_vocab = (uint32_t)n_vocab;
     rope_derive(m);
-    if ((rc = load_tensors(m, arch, d)) < 0 || (rc = pack_weights(m, d)) < 0) goto fail;
+    if ((rc = load_tensors(m, arch, d)) < 0 || (rc = model_pack_weights(m, path, d)) < 0) goto fail;
     describe(m);
     *out = m;
     return 0;
@@ -753,18 +653,7 @@ fail:
 void model_free(struct model *m)
 {
     if (m == NULL) return;
-    slm_free(m->output.packed);
-    for (uint32_t il = 0; m->layers != NULL && il < m->hp.n_layer; il++) {
-        struct model_layer *L = &m->layers[il];
-
-        slm_free(L->wq.packed);
-        slm_free(L->wk.packed);
-        slm_free(L->wv.packed);
-        slm_free(L->wo.packed);
-        slm_free(L->gate.packed);
-        slm_free(L->up.packed);
-        slm_free(L->down.packed);
-    }
+    model_pack_free(m);
     slm_free(m->layers);
     tokenizer_free(m->tok);
     gguf_close(m->gguf);

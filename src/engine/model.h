@@ -87,6 +87,18 @@ const struct gguf_file *model_get_gguf(const struct model *m);
 const char *model_describe(const struct model *m);
 /* Bytes of weights repacked for the kernels at load (0: none; SLM_REPACK=0). */
 uint64_t model_packed_bytes(const struct model *m);
+/*
+ * Where the repacked weights came from: none (SLM_REPACK=0 or nothing
+ * packable), packed in memory, mapped from a current repack cache file, or
+ * packed into a new one (model_pack.c; SLM_REPACK_CACHE in docs/cli.md).
+ */
+enum model_pack_source {
+    MODEL_PACK_NONE = 0,
+    MODEL_PACK_MEMORY,
+    MODEL_PACK_CACHE_READ,
+    MODEL_PACK_CACHE_WRITTEN
+};
+enum model_pack_source model_pack_source(const struct model *m);
 /* Bytes of weights (all tensors) and number of parameters. */
 uint64_t model_weight_bytes(const struct model *m);
 uint64_t model_n_params(const struct model *m);

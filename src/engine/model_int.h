@@ -55,6 +55,13 @@ struct model {
     bool act_used[TENSOR_TYPE_COUNT];
     size_t max_in; /* largest n_in of any linear layer */
     uint64_t n_params, weight_bytes;
-    uint64_t packed_bytes; /* weights repacked at load (pack_weights) */
+    uint64_t packed_bytes; /* weights repacked at load (model_pack_weights) */
+    enum model_pack_source pack_source;
+    void *pack_map; /* the repack cache's mapping holding every packed layer, or NULL */
+    size_t pack_map_bytes;
     char desc[96];
 };
+
+/* model_pack.c: repacks the packable layers (cache file, else memory); frees them. */
+SLM_NODISCARD int model_pack_weights(struct model *m, const char *path, struct slm_diag *d);
+void model_pack_free(struct model *m);

@@ -114,6 +114,30 @@ run_sigint_stops() {
   grep -q "generation" "$T_TMP/e" || fail "no statistics after SIGINT"
 }
 
+# The repack cache: the first load writes MODEL.slmpack, later loads map it,
+# and the text is the same with it, without it, or where it cannot be written.
+run_repack_cache() {
+  need_model
+  d=$T_TMP/cache
+  mkdir -p "$d"
+  "$SLM" mkmodel --preset tiny --type q8_0 "$d/m.gguf" 2>"$d/mk.err" || fail "mkmodel failed: $(cat "$d/mk.err")"
+  o="-p def -n 12 --temp 0"
+  "$SLM" run -m "$d/m.gguf" $o >"$d/a" 2>"$d/ea" || fail "run failed: $(cat "$d/ea")"
+  if ! grep -q "wrote the repacked weights" "$d/ea"; then
+    grep -q "(avx512 kernels)" "$d/ea" && fail "no repack cache written: $(cat "$d/ea")"
+    skip "these kernels do not repack"
+  fi
+  [ -s "$d/m.gguf.slmpack" ] || fail "no $d/m.gguf.slmpack"
+  "$SLM" run -m "$d/m.gguf" $o >"$d/b" 2>"$d/eb" || fail "second run failed: $(cat "$d/eb")"
+  ! grep -q "repack" "$d/eb" || fail "the second load did not use the cache: $(cat "$d/eb")"
+  SLM_REPACK_CACHE=off "$SLM" run -m "$d/m.gguf" $o >"$d/c" 2>/dev/null || fail "run with the cache off failed"
+  SLM_REPACK_CACHE=/proc/no/such/dir "$SLM" run -m "$d/m.gguf" $o >"$d/e" 2>"$d/ee" ||
+    fail "an unwritable cache directory failed the run: $(cat "$d/ee")"
+  grep -q "packing in memory" "$d/ee" || fail "no warning about the unwritable cache: $(cat "$d/ee")"
+  for x in b c e; do cmp -s "$d/a" "$d/$x" || fail "output $x differs: $(cat "$d/a") vs $(cat "$d/$x")"; done
+  [ "$(ls "$d" | grep -c '^m\.gguf')" = 2 ] || fail "files left next to the model: $(ls "$d")"
+}
+
 # The binary picks its kernels at run time: a CPU without AVX must not SIGILL.
 run_no_sigill_on_qemu64() {
   need_model
@@ -137,5 +161,6 @@ t_run "run: streamed output is valid UTF-8" run_output_is_utf8
 t_run "run: usage errors exit 2 naming the option" run_usage_errors
 t_run "run: missing or bad model, long prompt" run_runtime_errors
 t_run "run: SIGINT stops generation cleanly" run_sigint_stops
+t_run "run: the repack cache is written, used and never required" run_repack_cache
 t_run "run: no SIGILL on a baseline CPU (qemu64)" run_no_sigill_on_qemu64
 t_end

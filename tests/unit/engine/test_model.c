@@ -31,6 +31,11 @@
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1413,6 +1418,154 @@ TEST(model_repacked_weights_match_file_layout)
         n++;
     }
     if (n == 0) SKIP("no packed kernels on this CPU");
+}
+
+/* ---- the repack cache (model_pack.c) ---- */
+
+/* Loads path and returns where its packed weights came from. */
+static enum model_pack_source pack_source_of(const char *path)
+{
+    struct model *m = load_ok(path);
+    enum model_pack_source src = model_pack_source(m);
+
+    model_free(m);
+    return src;
+}
+
+/* Entries of dir whose name contains sub. */
+static size_t count_entries(const char *dir, const char *sub)
+{
+    DIR *dh = opendir(dir);
+    struct dirent *e;
+    size_t n = 0;
+
+    ASSERT(dh != NULL);
+    while ((e = readdir(dh)) != NULL)
+        if (strstr(e->d_name, sub) != NULL) n++;
+    closedir(dh);
+    return n;
+}
+
+static void cache_path_of(char *out, size_t cap, const char *model)
+{
+    snprintf(out, cap, "%s.slmpack", model);
+}
+
+/*
+ * The first load packs into MODEL.slmpack, later loads map it and compute
+ * the same bits as packing in memory; a file that does not match this load
+ * (the model changed, truncated, grown, a header byte changed, writable by
+ * others) is replaced, never used; no temporary file is ever left behind.
+ */
+TEST(model_repack_cache_written_then_mapped)
+{
+    struct spec s = spec_default("llama", TENSOR_TYPE_Q8_0);
+    char mp[512], cp[600];
+    tok_id toks[5];
+    float *a, *b;
+    struct stat st;
+    uint32_t V;
+    FILE *f;
+
+    if (getenv("SLM_REPACK") != NULL) SKIP("SLM_REPACK is set by the caller");
+    if (kernels_get()->pack[TENSOR_TYPE_Q8_0] == NULL) SKIP("no packed kernels on this CPU");
+    ASSERT_OK(unsetenv("SLM_REPACK_CACHE"));
+    s.tied = true;
+    s.vocab_pad = 11;
+    snprintf(mp, sizeof(mp), "%s", model_path("cache"));
+    cache_path_of(cp, sizeof(cp), mp);
+    build_model(&s, mp, NULL);
+    ASSERT_EQ_INT(pack_source_of(mp), MODEL_PACK_CACHE_WRITTEN);
+    ASSERT_OK(stat(cp, &st));
+    ASSERT_EQ_INT(st.st_mode & (S_IWGRP | S_IWOTH), 0);
+    ASSERT_EQ_INT(pack_source_of(mp), MODEL_PACK_CACHE_READ);
+
+    /* Mapped, freshly written and in-memory packing: the same logits, bit for bit. */
+    {
+        struct model *m = load_ok(mp);
+
+        V = model_get_hparams(m)->n_vocab;
+        model_free(m);
+    }
+    make_prompt(toks, 5, V, 3);
+    a = slm_xmalloc(5 * (size_t)V * sizeof(float));
+    b = slm_xmalloc(5 * (size_t)V * sizeof(float));
+    decode_logits(mp, toks, 5, a, V);
+    ASSERT_OK(setenv("SLM_REPACK_CACHE", "off", 1));
+    ASSERT_EQ_INT(pack_source_of(mp), MODEL_PACK_MEMORY);
+    decode_logits(mp, toks, 5, b, V);
+    ASSERT(memcmp(a, b, 5 * (size_t)V * sizeof(float)) == 0);
+    ASSERT_OK(unsetenv("SLM_REPACK_CACHE"));
+    ASSERT_OK(unlink(cp));
+    ASSERT_EQ_INT(pack_source_of(mp), MODEL_PACK_CACHE_WRITTEN);
+    decode_logits(mp, toks, 5, b, V);
+    ASSERT(memcmp(a, b, 5 * (size_t)V * sizeof(float)) == 0);
+
+    /* The model file changed (its times): the cache is rewritten. */
+    ASSERT_OK(utimensat(AT_FDCWD, mp, (struct timespec[2]){ { 0, UTIME_OMIT }, { 12345, 0 } }, 0));
+    ASSERT_EQ_INT(pack_source_of(mp), MODEL_PACK_CACHE_WRITTEN);
+    ASSERT_EQ_INT(pack_source_of(mp), MODEL_PACK_CACHE_READ);
+    /* Truncated, then one byte longer, then a header byte changed. */
+    ASSERT_OK(stat(cp, &st));
+    ASSERT_OK(truncate(cp, st.st_size / 2));
+    ASSERT_EQ_INT(pack_source_of(mp), MODEL_PACK_CACHE_WRITTEN);
+    ASSERT_OK(truncate(cp, st.st_size + 1));
+    ASSERT_EQ_INT(pack_source_of(mp), MODEL_PACK_CACHE_WRITTEN);
+    f = fopen(cp, "r+b");
+    ASSERT(f != NULL);
+    ASSERT_OK(fseek(f, 40, SEEK_SET)); /* in the kernel table's name */
+    ASSERT_EQ_INT(fputc('#', f), '#');
+    ASSERT_OK(fclose(f));
+    ASSERT_EQ_INT(pack_source_of(mp), MODEL_PACK_CACHE_WRITTEN);
+    ASSERT_EQ_INT(pack_source_of(mp), MODEL_PACK_CACHE_READ);
+    decode_logits(mp, toks, 5, b, V);
+    ASSERT(memcmp(a, b, 5 * (size_t)V * sizeof(float)) == 0);
+    /* Writable by others: a truncation under the mapping would crash us. */
+    ASSERT_OK(chmod(cp, 0666));
+    ASSERT_EQ_INT(pack_source_of(mp), MODEL_PACK_CACHE_WRITTEN);
+    ASSERT_OK(stat(cp, &st));
+    ASSERT_EQ_INT(st.st_mode & (S_IWGRP | S_IWOTH), 0);
+    /* Only the model and its cache: no temporary file. */
+    ASSERT_EQ_SIZE(count_entries(t_tmpdir(), "cache"), 2);
+    slm_free(a);
+    slm_free(b);
+}
+
+/*
+ * SLM_REPACK_CACHE=DIR puts the cache there under the model's name and a
+ * hash of its path; a directory that cannot be written, or a disk that
+ * cannot take the file (here a file-size limit), packs in memory and leaves
+ * nothing behind.
+ */
+TEST(model_repack_cache_elsewhere_or_in_memory)
+{
+    struct spec s = spec_default("llama", TENSOR_TYPE_Q8_0);
+    char mp[512], dir[600], env[640];
+    struct rlimit rl = { 16384, 16384 };
+
+    if (getenv("SLM_REPACK") != NULL) SKIP("SLM_REPACK is set by the caller");
+    if (kernels_get()->pack[TENSOR_TYPE_Q8_0] == NULL) SKIP("no packed kernels on this CPU");
+    snprintf(mp, sizeof(mp), "%s", model_path("else"));
+    build_model(&s, mp, NULL);
+    snprintf(dir, sizeof(dir), "%s/c", t_tmpdir());
+    ASSERT_OK(mkdir(dir, 0755));
+    ASSERT_OK(setenv("SLM_REPACK_CACHE", dir, 1));
+    ASSERT_EQ_INT(pack_source_of(mp), MODEL_PACK_CACHE_WRITTEN);
+    ASSERT_EQ_INT(pack_source_of(mp), MODEL_PACK_CACHE_READ);
+    ASSERT_EQ_SIZE(count_entries(dir, "else.gguf-"), 1);
+    ASSERT_EQ_SIZE(count_entries(t_tmpdir(), ".slmpack"), 0);
+
+    snprintf(env, sizeof(env), "%s/missing", dir);
+    ASSERT_OK(setenv("SLM_REPACK_CACHE", env, 1));
+    ASSERT_EQ_INT(pack_source_of(mp), MODEL_PACK_MEMORY);
+
+    /* A file larger than the limit fails (EFBIG, not the signal) before any byte is written. */
+    ASSERT_OK(unsetenv("SLM_REPACK_CACHE"));
+    ASSERT(signal(SIGXFSZ, SIG_IGN) != SIG_ERR);
+    ASSERT_OK(setrlimit(RLIMIT_FSIZE, &rl));
+    ASSERT_EQ_INT(pack_source_of(mp), MODEL_PACK_MEMORY);
+    ASSERT_EQ_SIZE(count_entries(t_tmpdir(), "else"), 1);
+    ASSERT_EQ_SIZE(count_entries(dir, "else"), 1);
 }
 
 /* ---- KV cache operations ---- */
