@@ -136,6 +136,17 @@ run_repack_cache() {
   grep -q "packing in memory" "$d/ee" || fail "no warning about the unwritable cache: $(cat "$d/ee")"
   for x in b c e; do cmp -s "$d/a" "$d/$x" || fail "output $x differs: $(cat "$d/a") vs $(cat "$d/$x")"; done
   [ "$(ls "$d" | grep -c '^m\.gguf')" = 2 ] || fail "files left next to the model: $(ls "$d")"
+  # Two first loads at once: both write a cache, one replaces the other, both are right.
+  rm -f "$d/m.gguf.slmpack"
+  "$SLM" run -m "$d/m.gguf" $o >"$d/p1" 2>"$d/ep1" &
+  p1=$!
+  "$SLM" run -m "$d/m.gguf" $o >"$d/p2" 2>"$d/ep2" || fail "concurrent run failed: $(cat "$d/ep2")"
+  wait $p1 || fail "concurrent run failed: $(cat "$d/ep1")"
+  for x in p1 p2; do cmp -s "$d/a" "$d/$x" || fail "concurrent output $x differs"; done
+  [ "$(ls "$d" | grep -c '^m\.gguf')" = 2 ] || fail "files left after concurrent loads: $(ls "$d")"
+  "$SLM" run -m "$d/m.gguf" $o >"$d/f" 2>"$d/ef" || fail "run after concurrent loads failed"
+  ! grep -q "repack" "$d/ef" || fail "the cache left by concurrent loads is not used: $(cat "$d/ef")"
+  cmp -s "$d/a" "$d/f" || fail "output after concurrent loads differs"
 }
 
 # The binary picks its kernels at run time: a CPU without AVX must not SIGILL.
