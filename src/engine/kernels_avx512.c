@@ -182,7 +182,7 @@ INLINE void tile_bf16(const int R, const int C, size_t n, const uint8_t *w, size
             y[c * ys + r] = _mm512_reduce_add_ps(acc[r][c]);
 }
 
-/* ================== Q8_0, Q4_0 and Q5_0 against Q8_0 ================== */
+/* ========== Q8_0, Q4_0 and Q5_0 against Q8_0, Q5_1 against Q8_1 ========== */
 
 /*
  * Two 32-element blocks per 512-bit register: lanes 0-7 of every int32
@@ -190,16 +190,20 @@ INLINE void tile_bf16(const int R, const int C, size_t n, const uint8_t *w, size
  * made unsigned (Q8_0: w + 128; Q4_0: the raw nibble q = w + 8; Q5_0: the
  * raw five bits q = w + 16) for
  * vpdpbusd, and the offset times sum(x) is subtracted by starting the dot
- * product from -offset * sum(x), computed once per column.
+ * product from -offset * sum(x), computed once per column. Q5_1's five
+ * bits q (0..31) carry no offset; its minimum m enters per block as
+ * m_w * s_x (s_x = d_x * sum(x) of the Q8_1 block, ggml_vec_dot_q5_1_q8_1),
+ * added to lane 0 (first block) and lane 8 (second).
  */
 
-INLINE __m512i load_q8_qs(const struct block_q8_0 *b, const int two)
+/* The quants of two blocks (b1 NULL: one) as 64 bytes. */
+INLINE __m512i load_qs_pair(const int8_t *b0, const int8_t *b1)
 {
-    __m256i lo = _mm256_loadu_si256((const __m256i *)b[0].qs);
+    __m256i lo = _mm256_loadu_si256((const __m256i *)b0);
 
-    if (!two) return _mm512_zextsi256_si512(lo);
-    return _mm512_inserti64x4(_mm512_castsi256_si512(lo),
-                              _mm256_loadu_si256((const __m256i *)b[1].qs), 1);
+    if (b1 == NULL) return _mm512_zextsi256_si512(lo);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), _mm256_loadu_si256((const __m256i *)b1),
+                              1);
 }
 
 /* Per-lane scale: d0 in lanes 0-7, d1 in lanes 8-15. */
@@ -224,10 +228,48 @@ INLINE __m512i load_nibbles(const uint8_t *qs0, const uint8_t *qs1)
     return _mm512_and_si512(_mm512_srlv_epi16(t, shift), _mm512_set1_epi8(0x0F));
 }
 
-/* Kinds of 32-element weight blocks, by the offset that makes them unsigned. */
-enum { K32_Q8_0, K32_Q4_0, K32_Q5_0 };
+/*
+ * The five-bit values of two Q5_0/Q5_1 blocks (qs1 NULL: one): the nibbles
+ * plus 16 where the block's qh has bit j (element j) set, one mask bit per
+ * byte lane.
+ */
+INLINE __m512i load_q5(const uint8_t *qs0, const uint8_t *qh0, const uint8_t *qs1,
+                       const uint8_t *qh1)
+{
+    uint32_t h0, h1 = 0;
+    __m512i q = load_nibbles(qs0, qs1);
 
-/* One pair (or, with two == 0, the last single block) of a Q8_0/Q4_0/Q5_0 tile. */
+    memcpy(&h0, qh0, 4);
+    if (qh1 != NULL) memcpy(&h1, qh1, 4);
+    return _mm512_mask_add_epi8(q, _cvtu64_mask64(h0 | (uint64_t)h1 << 32), q,
+                                _mm512_set1_epi8(16));
+}
+
+/* Kinds of 32-element weight blocks, by the offset that makes them unsigned. */
+enum { K32_Q8_0, K32_Q4_0, K32_Q5_0, K32_Q5_1 };
+
+/* The activation block ib of a column: Q8_1 for Q5_1, else Q8_0. */
+INLINE const uint8_t *x_block(const int kind, const uint8_t *xc, size_t ib)
+{
+    return xc + ib * (kind == K32_Q5_1 ? sizeof(struct block_q8_1) : sizeof(struct block_q8_0));
+}
+
+INLINE const int8_t *x_qs(const int kind, const uint8_t *b)
+{
+    return (const int8_t *)b +
+           (kind == K32_Q5_1 ? offsetof(struct block_q8_1, qs) : offsetof(struct block_q8_0, qs));
+}
+
+/* An f16 field of a block (d and, in Q8_1, s), by byte offset. */
+INLINE float h2f_at(const uint8_t *b, size_t off)
+{
+    uint16_t h;
+
+    memcpy(&h, b + off, sizeof(h));
+    return h2f(h);
+}
+
+/* One pair (or, with two == 0, the last single block) of a Q8_0/Q4_0/Q5_0/Q5_1 tile. */
 INLINE void q32_pair(const int R, const int C, const int kind, const int two, size_t ib,
                      const uint8_t *w, size_t ws, const uint8_t *x, size_t xs, __m512 acc[RT][CT])
 {
@@ -235,7 +277,7 @@ INLINE void q32_pair(const int R, const int C, const int kind, const int two, si
                                           : kind == K32_Q5_0 ? 16
                                                              : (char)0x80);
     __m512i wq[RT];
-    __m512 wd[RT];
+    __m512 wd[RT], wm[RT];
 
     for (int r = 0; r < R; r++) {
         if (kind == K32_Q4_0) {
@@ -245,33 +287,40 @@ INLINE void q32_pair(const int R, const int C, const int kind, const int two, si
             wd[r] = pair_scale(h2f(b[0].d), two ? h2f(b[1].d) : 0.0f);
         } else if (kind == K32_Q5_0) {
             const struct block_q5_0 *b = (const struct block_q5_0 *)(w + r * ws) + ib;
-            uint32_t h0, h1 = 0;
 
-            memcpy(&h0, b[0].qh, 4);
-            if (two) memcpy(&h1, b[1].qh, 4);
-            /* bit j of qh is bit 4 of element j: one mask bit per byte lane */
-            wq[r] = load_nibbles(b[0].qs, two ? b[1].qs : NULL);
-            wq[r] = _mm512_mask_add_epi8(wq[r], _cvtu64_mask64(h0 | (uint64_t)h1 << 32), wq[r],
-                                         _mm512_set1_epi8(16));
+            wq[r] = load_q5(b[0].qs, b[0].qh, two ? b[1].qs : NULL, two ? b[1].qh : NULL);
             wd[r] = pair_scale(h2f(b[0].d), two ? h2f(b[1].d) : 0.0f);
+        } else if (kind == K32_Q5_1) {
+            const struct block_q5_1 *b = (const struct block_q5_1 *)(w + r * ws) + ib;
+
+            wq[r] = load_q5(b[0].qs, b[0].qh, two ? b[1].qs : NULL, two ? b[1].qh : NULL);
+            wd[r] = pair_scale(h2f(b[0].d), two ? h2f(b[1].d) : 0.0f);
+            wm[r] = pair_scale(h2f(b[0].m), two ? h2f(b[1].m) : 0.0f);
         } else {
             const struct block_q8_0 *b = (const struct block_q8_0 *)(w + r * ws) + ib;
 
-            wq[r] = _mm512_xor_si512(load_q8_qs(b, two), koff);
+            wq[r] = _mm512_xor_si512(load_qs_pair(b[0].qs, two ? b[1].qs : NULL), koff);
             wd[r] = pair_scale(h2f(b[0].d), two ? h2f(b[1].d) : 0.0f);
         }
     }
     for (int c = 0; c < C; c++) {
-        const struct block_q8_0 *b = (const struct block_q8_0 *)(x + c * xs) + ib;
-        __m512i xq = load_q8_qs(b, two);
-        __m512i neg = _mm512_sub_epi32(_mm512_setzero_si512(),
-                                       _mm512_dpbusd_epi32(_mm512_setzero_si512(), koff, xq));
-        __m512 xd = pair_scale(h2f(b[0].d), two ? h2f(b[1].d) : 0.0f);
+        const uint8_t *b0 = x_block(kind, x + c * xs, ib), *b1 = x_block(kind, x + c * xs, ib + 1);
+        __m512i xq = load_qs_pair(x_qs(kind, b0), two ? x_qs(kind, b1) : NULL);
+        __m512i neg = kind == K32_Q5_1
+                          ? _mm512_setzero_si512()
+                          : _mm512_sub_epi32(_mm512_setzero_si512(),
+                                             _mm512_dpbusd_epi32(_mm512_setzero_si512(), koff, xq));
+        __m512 xd = pair_scale(h2f_at(b0, 0), two ? h2f_at(b1, 0) : 0.0f);
+        __m512 xsum = kind == K32_Q5_1
+                          ? pair_scale(h2f_at(b0, offsetof(struct block_q8_1, s)),
+                                       two ? h2f_at(b1, offsetof(struct block_q8_1, s)) : 0.0f)
+                          : _mm512_setzero_ps();
 
         for (int r = 0; r < R; r++) {
             __m512i s = _mm512_dpbusd_epi32(neg, wq[r], xq);
 
             acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(wd[r], xd), acc[r][c]);
+            if (kind == K32_Q5_1) acc[r][c] = _mm512_mask3_fmadd_ps(wm[r], xsum, acc[r][c], 0x0101);
         }
     }
 }
@@ -374,6 +423,12 @@ INLINE void tile_q5_0(const int R, const int C, size_t n, const uint8_t *w, size
                       const uint8_t *x, size_t xs, float *y, size_t ys)
 {
     tile_q32(R, C, K32_Q5_0, n, w, ws, x, xs, y, ys);
+}
+
+INLINE void tile_q5_1(const int R, const int C, size_t n, const uint8_t *w, size_t ws,
+                      const uint8_t *x, size_t xs, float *y, size_t ys)
+{
+    tile_q32(R, C, K32_Q5_1, n, w, ws, x, xs, y, ys);
 }
 
 /* ======================= k-quants against Q8_K ======================= */
@@ -664,6 +719,7 @@ static bool gemv_bf16(size_t n, const void *w, size_t ws, size_t nr, const void 
 }
 GEMV_NONE(q4_0)
 GEMV_NONE(q5_0)
+GEMV_NONE(q5_1)
 GEMV_NONE(q4_k)
 GEMV_NONE(q5_k)
 GEMV_NONE(q6_k)
@@ -726,6 +782,7 @@ DEFINE_KERNELS(bf16)
 DEFINE_KERNELS(q8_0)
 DEFINE_KERNELS(q4_0)
 DEFINE_KERNELS(q5_0)
+DEFINE_KERNELS(q5_1)
 DEFINE_KERNELS(q4_k)
 DEFINE_KERNELS(q5_k)
 DEFINE_KERNELS(q6_k)
@@ -1586,32 +1643,70 @@ static void from_float_bf16(const float *x, void *vy, size_t n)
     }
 }
 
+/*
+ * One block of 32 as Q8_0 (kernels_int.h): stores the quants, sets *d to
+ * the f32 scale amax / 127 and *sum to the sum of the quants, and returns
+ * true; a block holding NaN or an infinity gets zero quants and false (the
+ * caller stores d = NaN).
+ */
+INLINE bool q8_block(const float *x, int8_t *qs, float *d, int *sum)
+{
+    __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+    float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+    float id;
+    __m512 vid;
+    __m512i q0, q1;
+
+    if ((nonfinite(v0) | nonfinite(v1)) != 0) {
+        memset(qs, 0, QK8_0);
+        return false;
+    }
+    *d = amax / 127;
+    /* 127 / amax, not 1 / d: the multiplier llama.cpp's x86 code uses, so
+     * activations round to the same integers and greedy runs agree. */
+    id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    if (isinf(id)) id = 0.0f;
+    vid = _mm512_set1_ps(id);
+    q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vid));
+    q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vid));
+    _mm_storeu_si128((__m128i *)qs, _mm512_cvtepi32_epi8(q0));
+    _mm_storeu_si128((__m128i *)(qs + 16), _mm512_cvtepi32_epi8(q1));
+    *sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    return true;
+}
+
+INLINE uint16_t f2h(float v)
+{
+    return _cvtss_sh(v, _MM_FROUND_TO_NEAREST_INT);
+}
+
 static void from_float_q8_0(const float *x, void *vy, size_t n)
 {
     struct block_q8_0 *y = vy;
 
     for (size_t i = 0; i < n / QK8_0; i++, x += QK8_0) {
-        __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
-        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-        float d, id;
-        __m512 vid;
+        float d;
+        int sum;
 
-        if ((nonfinite(v0) | nonfinite(v1)) != 0) {
-            memset(&y[i], 0, sizeof(y[i]));
-            y[i].d = 0x7e00;
-            continue;
+        y[i].d = q8_block(x, y[i].qs, &d, &sum) ? f2h(d) : 0x7e00;
+    }
+}
+
+/* Q8_1: Q8_0 plus s = f16(sum(q) * d) with the f32 d (kernels__from_float_q8_1). */
+static void from_float_q8_1(const float *x, void *vy, size_t n)
+{
+    struct block_q8_1 *y = vy;
+
+    for (size_t i = 0; i < n / QK8_1; i++, x += QK8_1) {
+        float d;
+        int sum;
+
+        if (q8_block(x, y[i].qs, &d, &sum)) {
+            y[i].d = f2h(d);
+            y[i].s = f2h((float)sum * d);
+        } else {
+            y[i].d = y[i].s = 0x7e00;
         }
-        d = amax / 127;
-        /* 127 / amax, not 1 / d: the multiplier llama.cpp's x86 code uses, so
-         * activations round to the same integers and greedy runs agree. */
-        id = amax != 0.0f ? 127.0f / amax : 0.0f;
-        if (isinf(id)) id = 0.0f;
-        y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
-        vid = _mm512_set1_ps(id);
-        _mm_storeu_si128((__m128i *)y[i].qs,
-                         _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, vid))));
-        _mm_storeu_si128((__m128i *)(y[i].qs + 16),
-                         _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, vid))));
     }
 }
 
@@ -2148,7 +2243,7 @@ const struct kernel_ops kernels_avx512 = {
         [TENSOR_TYPE_Q8_0] = vec_dot_q8_0,
         [TENSOR_TYPE_Q4_0] = vec_dot_q4_0,
         [TENSOR_TYPE_Q5_0] = vec_dot_q5_0,
-        [TENSOR_TYPE_Q5_1] = kernels__vec_dot_q5_1, /* scalar: a fallback type only */
+        [TENSOR_TYPE_Q5_1] = vec_dot_q5_1,
         [TENSOR_TYPE_Q4_K] = vec_dot_q4_k,
         [TENSOR_TYPE_Q5_K] = vec_dot_q5_k,
         [TENSOR_TYPE_Q6_K] = vec_dot_q6_k,
@@ -2158,7 +2253,7 @@ const struct kernel_ops kernels_avx512 = {
         [TENSOR_TYPE_F16] = from_float_f16,
         [TENSOR_TYPE_BF16] = from_float_bf16,
         [TENSOR_TYPE_Q8_0] = from_float_q8_0,
-        [TENSOR_TYPE_Q8_1] = kernels__from_float_q8_1,
+        [TENSOR_TYPE_Q8_1] = from_float_q8_1,
         [TENSOR_TYPE_Q8_K] = from_float_q8_k,
     },
     .gemm = {
@@ -2168,7 +2263,7 @@ const struct kernel_ops kernels_avx512 = {
         [TENSOR_TYPE_Q8_0] = gemm_q8_0,
         [TENSOR_TYPE_Q4_0] = gemm_q4_0,
         [TENSOR_TYPE_Q5_0] = gemm_q5_0,
-        [TENSOR_TYPE_Q5_1] = kernels__gemm_q5_1,
+        [TENSOR_TYPE_Q5_1] = gemm_q5_1,
         [TENSOR_TYPE_Q4_K] = gemm_q4_k,
         [TENSOR_TYPE_Q5_K] = gemm_q5_k,
         [TENSOR_TYPE_Q6_K] = gemm_q6_k,

@@ -24,51 +24,165 @@
 
 #include "engine/kernels_int.h"
 
-void kernels__avx512_pack_f16(const void *w, size_t ws, size_t nr, void *out)
-{
-    size_t n = ws / sizeof(uint16_t);
-    uint16_t *o = out;
+#define INLINE static inline __attribute__((always_inline))
 
+/* ======================= packing ======================= */
+
+/*
+ * Packing is a transpose of a group's 16 rows by 2-byte elements (F16) or
+ * 4-byte pairs of them (BF16), done in registers: 64 bytes of each row are
+ * loaded (register i holds row i), transposed in four rounds of two-source
+ * permutes, and stored as 16 consecutive registers, so the destination is
+ * written once, front to back, and never read (it may be a shared file
+ * mapping). Round b pairs registers i and i + 2^b (bit b of i clear) and
+ * exchanges bit b of the register number with bit b of the lane number, so
+ * after the four rounds register and lane have traded places: lane r of
+ * register j is pair j of row r (BF16). For F16 round 0 also reads the 32
+ * halves of a row in the lane order v = (k >> 1) | (k & 1) << 4, so that
+ * afterwards lane v of register j is half 2j + (v >> 4) of row v & 15:
+ * [k][r] for k = 2j and 2j + 1. Every byte is a copy, so the result is the
+ * plain element-by-element transpose (kernels_avx512_pack_matches_reference).
+ */
+
+/* Permute indices of the four rounds: [round][0] for register i, [1] for i + 2^b. */
+struct pack_index {
+    __m512i v[4][2];
+};
+
+/*
+ * Lane v of the permute of round b for the register with bit b = second
+ * (over lanes lanes): it comes from register (bit b of v) of the pair, at
+ * lane v with bit b replaced by second; reorder maps that lane through
+ * F16's round-0 order (lane (k >> 1) | (k & 1) << 4 holds half k).
+ */
+static unsigned pack_lane(unsigned lanes, unsigned b, unsigned second, unsigned v, int reorder)
+{
+    unsigned src = second ? (v | 1u << b) : (v & ~(1u << b));
+
+    if (reorder) src = ((src & 15u) << 1) | (src >> 4);
+    return ((v >> b) & 1u) * lanes + src;
+}
+
+static void pack_index_init(struct pack_index *ix, int halves)
+{
+    for (unsigned b = 0; b < 4; b++)
+        for (unsigned s = 0; s < 2; s++) {
+            uint16_t h[32];
+            uint32_t d[16];
+
+            for (unsigned v = 0; v < 32; v++)
+                h[v] = (uint16_t)pack_lane(32, b, s, v, b == 0);
+            for (unsigned v = 0; v < 16; v++)
+                d[v] = pack_lane(16, b, s, v, 0);
+            ix->v[b][s] = halves ? _mm512_loadu_si512(h) : _mm512_loadu_si512(d);
+        }
+}
+
+/* The four rounds over v[16]: by halves (F16) or by dwords (BF16 pairs). */
+INLINE void pack_transpose(const int halves, const struct pack_index *ix, __m512i v[16])
+{
+#pragma GCC unroll 4
+    for (int b = 0; b < 4; b++)
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) {
+            if (i & (1 << b)) continue;
+            __m512i lo = v[i], hi = v[i | 1 << b];
+
+            if (halves) {
+                v[i] = _mm512_permutex2var_epi16(lo, ix->v[b][0], hi);
+                v[i | 1 << b] = _mm512_permutex2var_epi16(lo, ix->v[b][1], hi);
+            } else {
+                v[i] = _mm512_permutex2var_epi32(lo, ix->v[b][0], hi);
+                v[i | 1 << b] = _mm512_permutex2var_epi32(lo, ix->v[b][1], hi);
+            }
+        }
+}
+
+/*
+ * Packs nr rows (a multiple of 16) of ws bytes: 32 elements of the 16 rows
+ * at a time through pack_transpose, the rest (when n is not a multiple of
+ * 32; the loader never asks for that) element by element.
+ */
+INLINE void pack_16bit(const int halves, const void *w, size_t ws, size_t nr, void *out)
+{
+    size_t n = ws / sizeof(uint16_t), nv = n - n % 32;
+    uint16_t *o = out;
+    struct pack_index ix;
+
+    pack_index_init(&ix, halves);
     for (size_t g = 0; g < nr; g += KERNELS_PACK_ROWS) {
         const uint16_t *src = (const uint16_t *)((const uint8_t *)w + g * ws);
 
-        for (size_t k = 0; k < n; k++)
+        for (size_t k = 0; k < nv; k += 32, o += 32 * KERNELS_PACK_ROWS) {
+            __m512i v[16];
+
+#pragma GCC unroll 16
             for (size_t r = 0; r < KERNELS_PACK_ROWS; r++)
-                *o++ = src[r * n + k];
-    }
-}
-
-void kernels__avx512_unpack_f16(const void *group, size_t ws, size_t r, void *row)
-{
-    const uint16_t *in = group;
-    uint16_t *dst = row;
-
-    for (size_t k = 0; k < ws / sizeof(uint16_t); k++)
-        dst[k] = in[k * KERNELS_PACK_ROWS + r];
-}
-
-void kernels__avx512_pack_bf16(const void *w, size_t ws, size_t nr, void *out)
-{
-    size_t n = ws / sizeof(uint16_t);
-    uint16_t *o = out;
-
-    for (size_t g = 0; g < nr; g += KERNELS_PACK_ROWS) {
-        const uint16_t *src = (const uint16_t *)((const uint8_t *)w + g * ws);
-
-        for (size_t k = 0; k < n; k += 2)
+                v[r] = _mm512_loadu_si512(src + r * n + k);
+            pack_transpose(halves, &ix, v);
+#pragma GCC unroll 16
+            for (size_t j = 0; j < 16; j++)
+                _mm512_storeu_si512(o + 32 * j, v[j]);
+        }
+        for (size_t k = nv; k < n; k += halves ? 1 : 2)
             for (size_t r = 0; r < KERNELS_PACK_ROWS; r++) {
                 *o++ = src[r * n + k];
-                *o++ = src[r * n + k + 1];
+                if (!halves) *o++ = src[r * n + k + 1];
             }
     }
 }
 
+/* F16: element k of row r at [k][r]. */
+void kernels__avx512_pack_f16(const void *w, size_t ws, size_t nr, void *out)
+{
+    pack_16bit(1, w, ws, nr, out);
+}
+
+/* BF16: element k of row r at [k / 2][r][k % 2]. */
+void kernels__avx512_pack_bf16(const void *w, size_t ws, size_t nr, void *out)
+{
+    pack_16bit(0, w, ws, nr, out);
+}
+
+/*
+ * Row r of a packed F16 group: half k is at k * 16 + r, one per 32 bytes.
+ * Sixteen of them per gather of the dword that holds the half (the pair at
+ * r & ~1, so no read leaves the group), shifted and narrowed.
+ */
+void kernels__avx512_unpack_f16(const void *group, size_t ws, size_t r, void *row)
+{
+    const uint16_t *in = group;
+    uint16_t *dst = row;
+    size_t n = ws / sizeof(uint16_t), k = 0;
+    const __m512i idx =
+        _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                           _mm512_set1_epi32(KERNELS_PACK_ROWS * 2));
+    const __m512i shift = _mm512_set1_epi32((int)(16 * (r & 1)));
+
+    for (; k + 16 <= n; k += 16) {
+        __m512i v = _mm512_i32gather_epi32(idx, in + k * KERNELS_PACK_ROWS + (r & ~(size_t)1), 1);
+
+        _mm256_storeu_si256((__m256i *)(dst + k),
+                            _mm512_cvtepi32_epi16(_mm512_srlv_epi32(v, shift)));
+    }
+    for (; k < n; k++)
+        dst[k] = in[k * KERNELS_PACK_ROWS + r];
+}
+
+/* Row r of a packed BF16 group: pair p is the dword at p * 16 + r. */
 void kernels__avx512_unpack_bf16(const void *group, size_t ws, size_t r, void *row)
 {
     const uint16_t *in = group;
     uint16_t *dst = row;
+    size_t n = ws / sizeof(uint16_t), k = 0;
+    const __m512i idx =
+        _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                           _mm512_set1_epi32(KERNELS_PACK_ROWS * 4));
 
-    for (size_t k = 0; k < ws / sizeof(uint16_t); k += 2) {
+    for (; k + 32 <= n; k += 32)
+        _mm512_storeu_si512(dst + k,
+                            _mm512_i32gather_epi32(idx, in + k * KERNELS_PACK_ROWS + 2 * r, 1));
+    for (; k < n; k += 2) {
         dst[k] = in[k * KERNELS_PACK_ROWS + 2 * r];
         dst[k + 1] = in[k * KERNELS_PACK_ROWS + 2 * r + 1];
     }
@@ -86,7 +200,6 @@ void kernels__avx512_unpack_bf16(const void *group, size_t ws, size_t r, void *r
  * (prefetch) are compile-time constants at every call, so all loops over
  * them unroll.
  */
-#define INLINE    static inline __attribute__((always_inline))
 #define TILE_ACCS 24
 /* Columns of the widest tile. */
 #define TILE_COLS 16

@@ -469,6 +469,88 @@ TEST(kernels_scalar_from_float_formats)
 }
 
 /*
+ * Q8_1 activations and the Q5_1 product against values worked out here,
+ * not against another table: the block x[i] = (i - 100) / 2, i < 32 (amax
+ * 50) has d = f16(50 / 127), q = rint(x * (127 / 50)), s = f16(sum(q) *
+ * (50 / 127)) with the f32 scale; a block holding NaN has d = s = NaN and
+ * zero quants. A Q5_1 row dotted with Q8_1 activations equals the dot of the
+ * dequantized rows (in double) up to the f16 rounding of each block's s
+ * (2^-11 relative, 2^-25 absolute where s is subnormal) times |m| and the
+ * float rounding bound of dot_tolerance.
+ */
+static void check_q8_1_q5_1(const char *name)
+{
+    const struct kernel_ops *k = name ? table_or_skip(name) : &kernels_scalar;
+    const size_t n = 512;
+    struct block_q8_1 b[2];
+    struct block_q5_1 *w = slm_xmalloc(n / QK5_1 * sizeof(*w));
+    struct block_q8_1 *xq = slm_xmalloc(n / QK8_1 * sizeof(*xq));
+    float x[64], *f = slm_xmalloc(n * sizeof(float)), *wf = slm_xmalloc(n * sizeof(float));
+    float *xf = slm_xmalloc(n * sizeof(float)), got;
+    struct slm_rng r;
+    double want = 0, tol;
+    int sum = 0;
+
+    for (int i = 0; i < 64; i++)
+        x[i] = (float)(i - 100) * 0.5f;
+    x[40] = NAN;
+    memset(b, 0x5a, sizeof(b));
+    k->from_float[TENSOR_TYPE_Q8_1](x, b, 64);
+    ASSERT_EQ_INT(b[0].d, f32_to_fp16(50.0f / 127));
+    for (int j = 0; j < 32; j++) {
+        int q = (int)rintf(x[j] * (127.0f / 50.0f));
+
+        ASSERT_EQ_INT(b[0].qs[j], q);
+        sum += q;
+    }
+    ASSERT_EQ_INT(b[0].qs[0], -127);
+    ASSERT_EQ_INT(b[0].s, f32_to_fp16((float)sum * (50.0f / 127)));
+    ASSERT_EQ_INT(b[1].d, 0x7e00);
+    ASSERT_EQ_INT(b[1].s, 0x7e00);
+    for (int j = 0; j < 32; j++)
+        ASSERT_EQ_INT(b[1].qs[j], 0);
+
+    slm_rng_seed(&r, 23);
+    for (int round = 0; round < 20; round++) {
+        fill_floats(&r, f, n, 0.05f);
+        if (round % 2) /* all-positive rows: large minimums */
+            for (size_t i = 0; i < n; i++)
+                f[i] = fabsf(f[i]);
+        ASSERT_OK(quant_quantize_row(TENSOR_TYPE_Q5_1, f, w, n));
+        fill_floats(&r, f, n, 1.0f);
+        k->from_float[TENSOR_TYPE_Q8_1](f, xq, n);
+        ASSERT_OK(quant_dequantize_row(TENSOR_TYPE_Q5_1, w, wf, n));
+        ASSERT_OK(quant_dequantize_row(TENSOR_TYPE_Q8_1, xq, xf, n));
+        want = 0;
+        for (size_t i = 0; i < n; i++)
+            want += (double)wf[i] * xf[i];
+        tol = dot_tolerance(TENSOR_TYPE_Q5_1, (const uint8_t *)w, (const uint8_t *)xq, n);
+        for (size_t ib = 0; ib < n / QK5_1; ib++)
+            tol += fabs((double)fp16_to_f32(w[ib].m)) *
+                   (fabs((double)fp16_to_f32(xq[ib].s)) * 0x1p-11 + 0x1p-25);
+        k->vec_dot[TENSOR_TYPE_Q5_1](n, &got, w, xq);
+        expect_close("q5_1 dot vs dequantized", TENSOR_TYPE_Q5_1, n, got, (float)want, tol);
+        k->gemm[TENSOR_TYPE_Q5_1](n, w, 0, 1, xq, 0, 1, &got, 1);
+        expect_close("q5_1 gemm vs dequantized", TENSOR_TYPE_Q5_1, n, got, (float)want, tol);
+    }
+    slm_free(w);
+    slm_free(xq);
+    slm_free(f);
+    slm_free(wf);
+    slm_free(xf);
+}
+
+TEST(kernels_scalar_q8_1_q5_1_worked_values)
+{
+    check_q8_1_q5_1(NULL);
+}
+
+TEST(kernels_avx512_q8_1_q5_1_worked_values)
+{
+    check_q8_1_q5_1("avx512");
+}
+
+/*
  * Repacked weights (kernel_ops.pack / gemm_packed): for Q8_0 the packed
  * product must equal the same table's unpacked gemm bit for bit below 32
  * columns (decode and short prompts keep llama.cpp's rounding); every type
@@ -566,6 +648,82 @@ TEST(kernels_avx512_packed_gemm_matches_scalar)
         n_packed++;
     }
     ASSERT(n_packed >= 1); /* Q8_0 at least */
+}
+
+/*
+ * The F16 and BF16 packers (vectorised transposes) against the layouts of
+ * kernels_avx512_float.c written out here element by element:
+ *   F16:  element k of row r of group g at g * 16 * n + k * 16 + r
+ *   BF16: element k of row r of group g at g * 16 * n + (k / 2) * 32 + 2 r + k % 2
+ * on random 16-bit patterns (every byte is copied, whatever it encodes),
+ * for the row lengths the loader passes (multiples of 32) and two it never
+ * passes (the element-by-element tails), source rows not 64-byte aligned,
+ * nothing written past the packed rows and the source left unchanged.
+ * Every row also unpacks back to its bytes.
+ */
+static void check_pack_16bit(const struct kernel_ops *k, enum tensor_type t, size_t n, size_t nr,
+                             struct slm_rng *r)
+{
+    size_t ws = n * sizeof(uint16_t), total = n * nr;
+    uint16_t *src = slm_xmalloc(total * sizeof(uint16_t) + 64), *w = src + 1;
+    uint16_t *copy = slm_xmalloc(total * sizeof(uint16_t) + 2);
+    uint16_t *want = slm_xmalloc(total * sizeof(uint16_t) + 2);
+    uint16_t *got = slm_xmalloc(total * sizeof(uint16_t) + 64), *row = slm_xmalloc(ws + 64);
+
+    for (size_t i = 0; i < total; i++)
+        w[i] = (uint16_t)slm_rng_next(r);
+    memcpy(copy, w, total * sizeof(uint16_t));
+    for (size_t g = 0; g < nr; g += KERNELS_PACK_ROWS)
+        for (size_t rr = 0; rr < KERNELS_PACK_ROWS; rr++)
+            for (size_t e = 0; e < n; e++) {
+                size_t at = t == TENSOR_TYPE_F16 ? e * KERNELS_PACK_ROWS + rr
+                                                 : (e / 2) * 2 * KERNELS_PACK_ROWS + 2 * rr + e % 2;
+
+                want[g * n + at] = w[(g + rr) * n + e];
+            }
+    memset(got, 0x5a, total * sizeof(uint16_t) + 64);
+    k->pack[t](w, ws, nr, got);
+    for (size_t i = 0; i < total; i++)
+        if (got[i] != want[i])
+            t_fail(__FILE__, __LINE__,
+                   "pack %s n %zu rows %zu: halfword %zu (group %zu, offset %zu) is 0x%04x, "
+                   "want 0x%04x",
+                   tensor_type_name(t), n, nr, i, i / (KERNELS_PACK_ROWS * n),
+                   i % (KERNELS_PACK_ROWS * n), got[i], want[i]);
+    for (size_t i = 0; i < 64; i++)
+        ASSERT_EQ_INT(((uint8_t *)(got + total))[i], 0x5a);
+    ASSERT(memcmp(copy, w, total * sizeof(uint16_t)) == 0);
+    for (size_t rr = 0; rr < nr; rr++) {
+        memset(row, 0x5a, ws + 64);
+        k->unpack[t](got + (rr - rr % KERNELS_PACK_ROWS) * n, ws, rr % KERNELS_PACK_ROWS, row);
+        if (memcmp(row, w + rr * n, ws) != 0)
+            t_fail(__FILE__, __LINE__, "unpack %s n %zu: row %zu differs from its source",
+                   tensor_type_name(t), n, rr);
+        ASSERT_EQ_INT(((uint8_t *)row)[ws], 0x5a);
+    }
+    slm_free(src);
+    slm_free(copy);
+    slm_free(want);
+    slm_free(got);
+    slm_free(row);
+}
+
+TEST(kernels_avx512_pack_matches_reference)
+{
+    const struct kernel_ops *k = table_or_skip("avx512");
+    static const size_t ns[] = { 32, 64, 96, 896, 2048, 2, 16, 40, 98 };
+    static const size_t nrs[] = { 16, 32, 48 };
+    static const enum tensor_type types[] = { TENSOR_TYPE_F16, TENSOR_TYPE_BF16 };
+    struct slm_rng r;
+
+    slm_rng_seed(&r, 77);
+    for (size_t ti = 0; ti < SLM_ARRAY_LEN(types); ti++) {
+        ASSERT_NOT_NULL(k->pack[types[ti]]);
+        ASSERT_NOT_NULL(k->unpack[types[ti]]);
+        for (size_t i = 0; i < SLM_ARRAY_LEN(ns); i++)
+            for (size_t j = 0; j < SLM_ARRAY_LEN(nrs); j++)
+                check_pack_16bit(k, types[ti], ns[i], nrs[j], &r);
+    }
 }
 
 /* ---- f32 helpers ---- */
