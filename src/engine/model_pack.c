@@ -310,18 +310,19 @@ static bool cache_map(struct model *m, struct pack_job *j, const char *path, con
                      ERRTEXT(errno));
         return false;
     }
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    if (fstat(fd, &st) < 0) st.st_mode = 0;
+    if (S_ISREG(st.st_mode) && (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
         /* A truncation under the mapping would crash us (as for the model, gguf_open). */
         log_warn("model: the repack cache %s is writable by group or others (mode %04o); "
                  "replacing it",
                  path, (unsigned)(st.st_mode & 07777));
         goto out;
     }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != fbytes ||
+    if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != fbytes ||
         (got = slm_malloc(hbytes)) == NULL || pread(fd, got, hbytes, 0) != (ssize_t)hbytes ||
         memcmp(got, header, hbytes) != 0) {
-        log_info("model: the repack cache %s is for another model file, kernel or layout; "
-                 "rewriting it",
+        log_info("model: the repack cache %s does not match this model file, kernel set and "
+                 "layout (or is damaged); rewriting it",
                  path);
         goto out;
     }
