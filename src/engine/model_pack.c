@@ -4,9 +4,10 @@
  *
  * Repacking (kernel_ops.pack) rearranges the rows of a linear layer into the
  * kernels' interleaved groups: the same bytes in another order. Done in
- * memory at every load it costs the packing itself and, mostly, the kernel
- * zeroing the fresh pages (0.5-1 s per GB on the project's VM; 7.8 s for a
- * 2.3 GB F16 model), and every process holds its own copy.
+ * memory at every load it costs the packing itself and the kernel zeroing
+ * the fresh pages (0.2-1.6 s per model on the project's VM, up to 7.8 s
+ * once for a 2.3 GB F16 model on a busy one; bench/load.sh), and every
+ * process holds its own copy.
  *
  * The cache: the first load packs straight into a file mapping (MAP_SHARED)
  * and publishes the file; later loads check its header and map it, so the
