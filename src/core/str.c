@@ -3,10 +3,13 @@
  */
 #include "core/str.h"
 
+#include "core/alloc.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -105,6 +108,14 @@ long slm_read_file_long(const char *path, long max)
         v = v * 10 + d;
     }
     return v;
+}
+
+char *slm_path_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+
+    if (slash == NULL) return slm_strdup(".");
+    return slm_strndup(path, slash == path ? 1 : (size_t)(slash - path));
 }
 
 uint64_t slm_now_ns(void)

@@ -24,6 +24,8 @@ SLM_NODISCARD int slm_parse_size(const char *s, uint64_t *out);
  * is empty, or if the value exceeds max.
  */
 long slm_read_file_long(const char *path, long max);
+/* Returns new: the directory part of path ("." if none), or NULL on ENOMEM. */
+char *slm_path_dir(const char *path);
 /* Monotonic clock in nanoseconds. */
 uint64_t slm_now_ns(void);
 /* True if s[0..len) is valid UTF-8 (no overlongs, no surrogates). */

@@ -467,14 +467,6 @@ static void gw_emit(struct gguf_writer *w, struct gw_out *o, size_t align)
     out_flush(o);
 }
 
-/* Returns new: the directory part of path ("." if none), or NULL on ENOMEM. */
-static char *dir_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-
-    if (slash == NULL) return slm_strdup(".");
-    return slm_strndup(path, slash == path ? 1 : (size_t)(slash - path));
-}
 
 /* fsyncs directory dir so the rename is durable; 0 or an errno value. */
 static int sync_dir(const char *dir)
@@ -515,7 +507,7 @@ int gguf_writer_write(struct gguf_writer *w, const char *path, struct slm_diag *
     /* Everything that can run out of memory happens before the file exists. */
     tmp = slm_malloc(tmp_len);
     o.buf = slm_malloc(GW_BUF_SIZE);
-    dir = dir_of(path);
+    dir = slm_path_dir(path);
     if (tmp == NULL || o.buf == NULL || dir == NULL) {
         rc = slm_diag_set(d, SLM_ENOMEM, "%s: out of memory", path);
         goto out;

@@ -43,6 +43,7 @@
 #include "core/alloc.h"
 #include "core/limits.h"
 #include "core/log.h"
+#include "core/str.h"
 #include "engine/model_int.h"
 #include "engine/quant.h"
 
@@ -343,22 +344,6 @@ out:
     return ok;
 }
 
-/* The directory part of path ("." if none), new. */
-static char *dir_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    size_t n = slash == NULL ? 1 : slash == path ? 1 : (size_t)(slash - path);
-    char *dir = slm_malloc(n + 1);
-
-    if (dir == NULL) return NULL;
-    if (slash == NULL)
-        memcpy(dir, ".", 2);
-    else {
-        memcpy(dir, slash == path ? "/" : path, n);
-        dir[n] = '\0';
-    }
-    return dir;
-}
 
 /*
  * Packs into a new cache file at path and maps it. 0 on success; else an
@@ -369,7 +354,7 @@ static int cache_write(struct model *m, struct pack_job *j, const char *path, co
                        size_t hbytes, const char **what, struct slm_diag *d)
 {
     size_t fbytes = (size_t)header_file_bytes(header), plen = strlen(path) + 16;
-    char *dir = dir_of(path), *tmp = slm_malloc(plen), proc[64];
+    char *dir = slm_path_dir(path), *tmp = slm_malloc(plen), proc[64];
     void *map = MAP_FAILED;
     bool named = false;
     int fd = -1, rc = 0;

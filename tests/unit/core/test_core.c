@@ -212,3 +212,21 @@ TEST(read_file_long_bounds)
     snprintf(path, sizeof(path), "%s/absent", t_tmpdir());
     ASSERT_EQ_INT(slm_read_file_long(path, 10), -1);
 }
+
+TEST(path_dir_of_each_shape)
+{
+    static const char *const cases[][2] = { { "m.gguf", "." },   { "/m.gguf", "/" },
+                                            { "a/m.gguf", "a" }, { "/a/b/m.gguf", "/a/b" },
+                                            { "a/b/", "a/b" },   { "", "." } };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *d = slm_path_dir(cases[i][0]);
+
+        ASSERT(d != NULL);
+        ASSERT_EQ_STR(d, cases[i][1]);
+        slm_free(d);
+    }
+    slm_alloc_fail_at(1);
+    ASSERT(slm_path_dir("a/b") == NULL);
+    slm_alloc_fail_at(0);
+}
