@@ -107,6 +107,21 @@ struct kernel_ops {
                       const int32_t *n, const uint16_t *K, const uint16_t *V, float scale,
                       float *work);
     /*
+     * Decode attention of nr query heads that read one KV head over the same
+     * n positions (n >= 1), each head's output the bits of model_decode.c's
+     * one-head path (attend_f16, llama.cpp's one-row flash attention): q
+     * rounded to F16; score j = dot_f16(q, K[j]) * scale; a per-position
+     * online softmax with the C library's expf; the F16 accumulator scaled
+     * by expf(old max - new max) on a new maximum and v * w added, each
+     * rounded to F16; at the end times 1 / sum (left as is if the sum is
+     * not > 0). K and V [n][hd] F16 rows; hd a multiple of 64,
+     * nr <= KERNELS_DECODE_ROWS; work: kernels_decode_work_floats(hd)
+     * floats, 64-byte aligned. NULL in tables without one (the caller then
+     * goes head by head with dot_f16, scale_f16 and mad_f16).
+     */
+    void (*attn_decode)(size_t hd, size_t nr, const float *const *q, float *const *out, size_t n,
+                        const uint16_t *K, const uint16_t *V, float scale, float *work);
+    /*
      * SwiGLU in place: g[i] = g[i] / (1 + exp(-g[i])) * u[i], rounded the
      * way llama.cpp's CPU backend rounds it (its AVX-512 build): the first
      * n - n % 16 elements with the exp approximation of kernels__expf_poly,
@@ -126,6 +141,17 @@ struct kernel_ops {
 static inline size_t kernels_attn_work_floats(size_t hd)
 {
     return 2 * hd * KERNELS_ATTN_KV + KERNELS_ATTN_ROWS * (KERNELS_ATTN_KV + 2);
+}
+
+/* Query heads per attn_decode call, and positions per inner block. */
+#define KERNELS_DECODE_ROWS 8
+#define KERNELS_DECODE_KV   16
+
+/* Floats of scratch attn_decode needs for head dimension hd. */
+static inline size_t kernels_decode_work_floats(size_t hd)
+{
+    return (2 * KERNELS_DECODE_KV + 2 * KERNELS_DECODE_ROWS) * hd +
+           2 * KERNELS_DECODE_ROWS * KERNELS_DECODE_KV;
 }
 
 /* The activation type weights of type t are multiplied with; COUNT if none. */

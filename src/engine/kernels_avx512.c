@@ -20,6 +20,7 @@
  */
 #include <immintrin.h>
 #include <math.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -2194,6 +2195,377 @@ static void attn_tile(size_t hd, size_t nr, const float *const *q, float *const 
 }
 
 
+/* ======================= decode attention (attn_decode) ======================= */
+
+/*
+ * The C library's expf on 16 lanes, to the bit. glibc (2.28 on) computes
+ * e^x for |x| < 88 as 2^(k/32) * 2^(r/32) with k = round(x * 32 / ln2) and
+ * r = x * 32 / ln2 - k: a 32-entry table of 2^(i/32) (as double, with i << 47
+ * taken off the bits so that adding k << 47 scales by 2^(k div 32)), a
+ * degree-3 polynomial in double, one rounding to float at the end. Its FMA
+ * build (what runs on every CPU with AVX-512) fuses exactly the steps fused
+ * below, so every lane is what expf returns. The table holds the correctly
+ * rounded powers and the polynomial the library's coefficients: equality
+ * with expf is checked once at run time (expf_lanes_ok) and by a test over
+ * millions of inputs; lanes at or beyond |x| = 88 (overflow, underflow,
+ * infinities, NaN) call expf itself.
+ */
+static const uint64_t exp2_32_table[32] = {
+    0x3ff0000000000000, 0x3fefd9b0d3158574, 0x3fefb5586cf9890f, 0x3fef9301d0125b51,
+    0x3fef72b83c7d517b, 0x3fef54873168b9aa, 0x3fef387a6e756238, 0x3fef1e9df51fdee1,
+    0x3fef06fe0a31b715, 0x3feef1a7373aa9cb, 0x3feedea64c123422, 0x3feece086061892d,
+    0x3feebfdad5362a27, 0x3feeb42b569d4f82, 0x3feeab07dd485429, 0x3feea47eb03a5585,
+    0x3feea09e667f3bcd, 0x3fee9f75e8ec5f74, 0x3feea11473eb0187, 0x3feea589994cce13,
+    0x3feeace5422aa0db, 0x3feeb737b0cdc5e5, 0x3feec49182a3f090, 0x3feed503b23e255d,
+    0x3feee89f995ad3ad, 0x3feeff76f2fb5e47, 0x3fef199bdd85529c, 0x3fef3720dcef9069,
+    0x3fef5818dcfba487, 0x3fef7c97337b9b5f, 0x3fefa4afa2a490da, 0x3fefd0765b6e4540,
+};
+
+/* expf of 8 lanes with |x| < 88 (others: anything; the caller replaces them). */
+INLINE __m256 expf8_lanes(__m256 x)
+{
+    const __m512d inv = _mm512_set1_pd(0x1.71547652b82fep+5), shift = _mm512_set1_pd(0x1.8p52);
+    const __m512i *tab = (const __m512i *)exp2_32_table;
+    __m512d xd = _mm512_cvtps_pd(x), kd, r, p, y;
+    __m512i ki, lo, hi, t;
+
+    kd = _mm512_fmadd_pd(inv, xd, shift);
+    ki = _mm512_castpd_si512(kd);
+    kd = _mm512_sub_pd(kd, shift);
+    r = _mm512_fmsub_pd(inv, xd, kd);
+    lo = _mm512_permutex2var_epi64(_mm512_loadu_si512(tab), ki, _mm512_loadu_si512(tab + 1));
+    hi = _mm512_permutex2var_epi64(_mm512_loadu_si512(tab + 2), ki, _mm512_loadu_si512(tab + 3));
+    t = _mm512_mask_blend_epi64(_mm512_test_epi64_mask(ki, _mm512_set1_epi64(16)), lo, hi);
+    t = _mm512_add_epi64(t, _mm512_slli_epi64(ki, 47));
+    p = _mm512_fmadd_pd(r, _mm512_set1_pd(0x1.c6af84b912394p-20),
+                        _mm512_set1_pd(0x1.ebfce50fac4f3p-13));
+    y = _mm512_fmadd_pd(r, _mm512_set1_pd(0x1.62e42ff0c52d6p-6), _mm512_set1_pd(1.0));
+    y = _mm512_fmadd_pd(p, _mm512_mul_pd(r, r), y);
+    return _mm512_cvtpd_ps(_mm512_mul_pd(y, _mm512_castsi512_pd(t)));
+}
+
+/* Lanes whose |x| is 88 or more (or NaN): expf's special cases. */
+INLINE __mmask16 expf_special(__m512 x)
+{
+    __m512i a = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff));
+
+    return _mm512_cmpge_epu32_mask(a, _mm512_set1_epi32(0x42b00000));
+}
+
+/* expf on 16 lanes: the vector path where it is exact, the library elsewhere. */
+INLINE __m512 expf16(__m512 x, bool lanes_ok)
+{
+    __mmask16 slow = lanes_ok ? expf_special(x) : (__mmask16)0xffff;
+    __m512 e = _mm512_setzero_ps();
+
+    if (slow != 0xffff)
+        e = _mm512_insertf32x8(_mm512_castps256_ps512(expf8_lanes(_mm512_castps512_ps256(x))),
+                               expf8_lanes(_mm512_extractf32x8_ps(x, 1)), 1);
+    if (slow != 0) {
+        float xs[16], es[16];
+
+        _mm512_storeu_ps(xs, x);
+        _mm512_storeu_ps(es, e);
+        for (int i = 0; i < 16; i++)
+            if (slow >> i & 1) es[i] = expf(xs[i]);
+        e = _mm512_loadu_ps(es);
+    }
+    return e;
+}
+
+static bool expf_lanes_same;
+static pthread_once_t expf_lanes_once = PTHREAD_ONCE_INIT;
+
+/* Whether expf8_lanes agrees with this process's expf on a spread of inputs. */
+static void expf_lanes_check(void)
+{
+    bool same = true;
+
+    for (int i = 0; i < 2048 && same; i += 16) {
+        float xs[16], es[16];
+
+        for (int l = 0; l < 16; l++)
+            xs[l] = -87.99f + (float)(i + l) * (95.0f / 2048.0f) + (float)l * 1e-3f;
+        _mm512_storeu_ps(es, expf16(_mm512_loadu_ps(xs), true));
+        for (int l = 0; l < 16; l++) {
+            float want = expf(xs[l]);
+
+            same = same && memcmp(&want, &es[l], sizeof(float)) == 0;
+        }
+    }
+    expf_lanes_same = same;
+}
+
+/* Test hook: expf16 with the run-time check applied (kernels_int.h). */
+bool kernels__avx512_expf16(const float *x, float *y)
+{
+    (void)pthread_once(&expf_lanes_once, expf_lanes_check);
+    _mm512_storeu_ps(y, expf16(_mm512_loadu_ps(x), expf_lanes_same));
+    return expf_lanes_same;
+}
+
+/* x rounded to F16 and back. */
+INLINE __m512 round_f16(__m512 x)
+{
+    return _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+}
+
+/*
+ * Lane j of the result is _mm512_reduce_add_ps(t[j]) to the bit: the same
+ * pairs added at every level (lanes i and i + 8, then i and i + 4, i and
+ * i + 2, i and i + 1), for 16 vectors at once.
+ */
+INLINE __m512 reduce_add16(const __m512 t[16])
+{
+    __m512 u[8], w[4], z[2];
+
+    for (int i = 0; i < 8; i++)
+        u[i] = _mm512_add_ps(_mm512_shuffle_f32x4(t[2 * i], t[2 * i + 1], 0x44),
+                             _mm512_shuffle_f32x4(t[2 * i], t[2 * i + 1], 0xee));
+    for (int i = 0; i < 4; i++)
+        w[i] = _mm512_add_ps(_mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], 0x88),
+                             _mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], 0xdd));
+    for (int i = 0; i < 2; i++)
+        z[i] = _mm512_add_ps(_mm512_shuffle_ps(w[2 * i], w[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(w[2 * i], w[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    /* Lane 4 p + q now holds t[4 q + p]'s sum. */
+    return _mm512_permutexvar_ps(
+        _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0),
+        _mm512_add_ps(_mm512_shuffle_ps(z[0], z[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                      _mm512_shuffle_ps(z[0], z[1], _MM_SHUFFLE(3, 1, 3, 1))));
+}
+
+/*
+ * Scores of one query row against the block's cnt keys (kf [16][HD] F32),
+ * lane j = dot_f16(q, K[j]): per key four chains over the 64-element steps,
+ * folded (0 + 2) + (1 + 3), then reduce_add16. Lanes from cnt on are 0.
+ */
+INLINE __m512 decode_scores(const size_t HD, const float *qf, const float *kf, size_t cnt)
+{
+    __m512 t[16];
+
+    for (size_t j = 0; j < 16; j++) {
+        __m512 s[4] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                        _mm512_setzero_ps() };
+
+        if (j < cnt)
+            for (size_t i = 0; i < HD; i += 64)
+                for (int m = 0; m < 4; m++)
+                    s[m] = _mm512_fmadd_ps(_mm512_loadu_ps(qf + i + 16 * m),
+                                           _mm512_loadu_ps(kf + j * HD + i + 16 * m), s[m]);
+        t[j] = _mm512_add_ps(_mm512_add_ps(s[0], s[2]), _mm512_add_ps(s[1], s[3]));
+    }
+    return reduce_add16(t);
+}
+
+/*
+ * Adds the block's cnt value rows (vf [16][hd] F32) to the F16 accumulators
+ * of H heads (acc [H][hd]): per position and head, the accumulator times
+ * ms (if not 1) rounded to F16, then v * w + acc rounded to F16. With H and
+ * HD constants the H * HD / 16 accumulators stay in registers for the whole
+ * block; the chains of different heads and lanes overlap.
+ */
+INLINE void decode_acc_regs(const int H, const size_t HD, size_t cnt, const float *vf,
+                            const float *ms, const float *wt, float *acc)
+{
+    __m512 a[24];
+
+    for (int h = 0; h < H; h++)
+        for (size_t d = 0; d < HD / 16; d++)
+            a[h * (HD / 16) + d] = _mm512_loadu_ps(acc + h * HD + 16 * d);
+    for (size_t j = 0; j < cnt; j++) {
+        for (int h = 0; h < H; h++) {
+            float msj = ms[h * KERNELS_DECODE_KV + j];
+
+            if (msj != 1.0f)
+                for (size_t d = 0; d < HD / 16; d++)
+                    a[h * (HD / 16) + d] =
+                        round_f16(_mm512_mul_ps(a[h * (HD / 16) + d], _mm512_set1_ps(msj)));
+        }
+        for (size_t d = 0; d < HD / 16; d++) {
+            __m512 v = _mm512_loadu_ps(vf + j * HD + 16 * d);
+
+            for (int h = 0; h < H; h++)
+                a[h * (HD / 16) + d] = round_f16(_mm512_fmadd_ps(
+                    v, _mm512_set1_ps(wt[h * KERNELS_DECODE_KV + j]), a[h * (HD / 16) + d]));
+        }
+    }
+    for (int h = 0; h < H; h++)
+        for (size_t d = 0; d < HD / 16; d++)
+            _mm512_storeu_ps(acc + h * HD + 16 * d, a[h * (HD / 16) + d]);
+}
+
+/* The same for any hd and nr, the accumulators in memory. */
+static void decode_acc_mem(size_t hd, size_t nr, size_t cnt, const float *vf, const float *ms,
+                           const float *wt, float *acc)
+{
+    for (size_t j = 0; j < cnt; j++) {
+        for (size_t r = 0; r < nr; r++) {
+            float msj = ms[r * KERNELS_DECODE_KV + j];
+
+            if (msj != 1.0f)
+                for (size_t i = 0; i < hd; i += 16) {
+                    float *a = acc + r * hd + i;
+
+                    _mm512_storeu_ps(
+                        a, round_f16(_mm512_mul_ps(_mm512_loadu_ps(a), _mm512_set1_ps(msj))));
+                }
+        }
+        for (size_t i = 0; i < hd; i += 16) {
+            __m512 v = _mm512_loadu_ps(vf + j * hd + i);
+
+            for (size_t r = 0; r < nr; r++) {
+                float *a = acc + r * hd + i;
+
+                _mm512_storeu_ps(
+                    a, round_f16(_mm512_fmadd_ps(v, _mm512_set1_ps(wt[r * KERNELS_DECODE_KV + j]),
+                                                 _mm512_loadu_ps(a))));
+            }
+        }
+    }
+}
+
+/*
+ * decode_acc_regs over the nr heads in even groups of at most 6 (head
+ * dimension 64) or 3 (128), so that a group's accumulators fit in 24
+ * registers; other head dimensions go through memory.
+ */
+static void decode_accumulate(size_t hd, size_t nr, size_t cnt, const float *vf, const float *ms,
+                              const float *wt, float *acc)
+{
+    size_t most = hd == 64 ? 6 : hd == 128 ? 3 : 0, groups, per;
+
+    if (most == 0) {
+        decode_acc_mem(hd, nr, cnt, vf, ms, wt, acc);
+        return;
+    }
+    groups = (nr + most - 1) / most;
+    per = (nr + groups - 1) / groups;
+    for (size_t r = 0; r < nr; r += per) {
+        size_t h = nr - r < per ? nr - r : per;
+        const float *m = ms + r * KERNELS_DECODE_KV, *w = wt + r * KERNELS_DECODE_KV;
+        float *a = acc + r * hd;
+
+#define ACC64(H)  decode_acc_regs(H, 64, cnt, vf, m, w, a)
+#define ACC128(H) decode_acc_regs(H, 128, cnt, vf, m, w, a)
+        if (hd == 64) {
+            switch (h) {
+            case 1:
+                ACC64(1);
+                break;
+            case 2:
+                ACC64(2);
+                break;
+            case 3:
+                ACC64(3);
+                break;
+            case 4:
+                ACC64(4);
+                break;
+            case 5:
+                ACC64(5);
+                break;
+            default:
+                ACC64(6);
+                break;
+            }
+        } else {
+            switch (h) {
+            case 1:
+                ACC128(1);
+                break;
+            case 2:
+                ACC128(2);
+                break;
+            default:
+                ACC128(3);
+                break;
+            }
+        }
+#undef ACC64
+#undef ACC128
+    }
+}
+
+/*
+ * The decode attention of kernels.h: the heads' scores for a block of 16
+ * positions at once, the online softmax per position (the scan over the
+ * block is scalar, its exponentials one expf16 per head), then the F16
+ * accumulators of all heads updated position by position, each value row
+ * converted once for all heads. Per head and position the operations and
+ * their order are attend_f16's (model_decode.c), so the bits are too.
+ */
+static void attn_decode(size_t hd, size_t nr, const float *const *q, float *const *out, size_t n,
+                        const uint16_t *K, const uint16_t *V, float scale, float *work)
+{
+    float *kf = work, *vf = kf + KERNELS_DECODE_KV * hd, *qf = vf + KERNELS_DECODE_KV * hd;
+    float *acc = qf + KERNELS_DECODE_ROWS * hd, *ms = acc + KERNELS_DECODE_ROWS * hd;
+    float *wt = ms + KERNELS_DECODE_ROWS * KERNELS_DECODE_KV;
+    float M[KERNELS_DECODE_ROWS], L[KERNELS_DECODE_ROWS];
+    unsigned grew[KERNELS_DECODE_ROWS];
+    bool lanes_ok;
+
+    (void)pthread_once(&expf_lanes_once, expf_lanes_check);
+    lanes_ok = expf_lanes_same;
+    for (size_t r = 0; r < nr; r++) {
+        for (size_t i = 0; i < hd; i += 16) {
+            _mm512_storeu_ps(qf + r * hd + i, round_f16(_mm512_loadu_ps(q[r] + i)));
+            _mm512_storeu_ps(acc + r * hd + i, _mm512_setzero_ps());
+        }
+        M[r] = -INFINITY;
+        L[r] = 0.0f;
+    }
+    for (size_t j0 = 0; j0 < n; j0 += KERNELS_DECODE_KV) {
+        size_t cnt = n - j0 < KERNELS_DECODE_KV ? n - j0 : KERNELS_DECODE_KV;
+
+        f16_to_f32(K + j0 * hd, kf, cnt * hd);
+        f16_to_f32(V + j0 * hd, vf, cnt * hd);
+        for (size_t r = 0; r < nr; r++) {
+            __m512 sv = hd == 64    ? decode_scores(64, qf + r * hd, kf, cnt)
+                        : hd == 128 ? decode_scores(128, qf + r * hd, kf, cnt)
+                                    : decode_scores(hd, qf + r * hd, kf, cnt);
+
+            _mm512_storeu_ps(ms + r * KERNELS_DECODE_KV, _mm512_mul_ps(sv, _mm512_set1_ps(scale)));
+            grew[r] = 0;
+        }
+        /* The heads' running maxima side by side, position by position. */
+        for (size_t j = 0; j < cnt; j++)
+            for (size_t r = 0; r < nr; r++) {
+                float sj = ms[r * KERNELS_DECODE_KV + j];
+
+                if (sj > M[r]) {
+                    wt[r * KERNELS_DECODE_KV + j] = M[r] - sj;
+                    M[r] = sj;
+                    grew[r] |= 1u << j;
+                } else {
+                    wt[r * KERNELS_DECODE_KV + j] = sj - M[r];
+                }
+            }
+        /* e = expf(argument): ms = e, w = 1 where the maximum grew, else ms = 1, w = e. */
+        for (size_t r = 0; r < nr; r++) {
+            __mmask16 g = (__mmask16)grew[r], used = mask16(cnt);
+            __m512 e = expf16(_mm512_maskz_loadu_ps(used, wt + r * KERNELS_DECODE_KV), lanes_ok);
+
+            _mm512_storeu_ps(ms + r * KERNELS_DECODE_KV,
+                             _mm512_mask_blend_ps(g, _mm512_set1_ps(1.0f), e));
+            _mm512_storeu_ps(wt + r * KERNELS_DECODE_KV,
+                             _mm512_mask_blend_ps(g, e, _mm512_set1_ps(1.0f)));
+        }
+        for (size_t j = 0; j < cnt; j++)
+            for (size_t r = 0; r < nr; r++)
+                L[r] = fmaf(L[r], ms[r * KERNELS_DECODE_KV + j], wt[r * KERNELS_DECODE_KV + j]);
+        decode_accumulate(hd, nr, cnt, vf, ms, wt, acc);
+    }
+    for (size_t r = 0; r < nr; r++) {
+        __m512 inv = _mm512_set1_ps(L[r] > 0.0f ? 1.0f / L[r] : 1.0f);
+
+        for (size_t i = 0; i < hd; i += 16)
+            _mm512_storeu_ps(out[r] + i, L[r] > 0.0f
+                                             ? _mm512_mul_ps(_mm512_loadu_ps(acc + r * hd + i), inv)
+                                             : _mm512_loadu_ps(acc + r * hd + i));
+    }
+}
+
 /* ======================= SwiGLU ======================= */
 
 /* kernels__expf_poly on 16 lanes, the same operations in the same order. */
@@ -2303,6 +2675,7 @@ const struct kernel_ops kernels_avx512 = {
     .scale_f16 = scale_f16,
     .mad_f16 = mad_f16,
     .attn_tile = attn_tile,
+    .attn_decode = attn_decode,
     .f32_to_f16 = f32_to_f16,
     .swiglu = swiglu,
     .f16_to_f32 = f16_to_f32,

@@ -53,6 +53,15 @@ void kernels__avx512_gemm_packed_bf16(size_t n, const void *w, size_t ws, size_t
                                       size_t xs, size_t nc, float *y, size_t ys);
 
 /*
+ * y[i] = expf(x[i]) for 16 floats the way the AVX-512 attn_decode computes
+ * it (kernels_avx512.c; test hook: must equal the C library's expf).
+ * Returns whether the vector lanes are in use: false if the run-time check
+ * found that this C library's expf rounds differently (then every lane
+ * calls expf).
+ */
+bool kernels__avx512_expf16(const float *x, float *y);
+
+/*
  * exp(x) as ARM's optimized-routines compute it in single precision (and
  * llama.cpp's CPU backend after them, for SiLU): x = n ln2 + b with n
  * rounded to an integer by the 1.5 * 2^23 shift and ln2 split in two, then

@@ -17,7 +17,9 @@
  * weight rows claimed dynamically by the pool's threads: weights are read
  * once per batch, not once per token. Elementwise steps run per row on the
  * pool; attention runs per (token, head), or for prompt-sized batches per
- * (run of rows of one sequence, KV head) through the kernels' attn_tile.
+ * (run of rows of one sequence, KV head) through the kernels' attn_tile, or
+ * for decode steps per (token, KV head, part of its query heads) through the
+ * kernels' attn_decode.
  */
 #include <math.h>
 #include <string.h>
@@ -71,6 +73,10 @@ struct model_context {
      * sequence; a task is (group, KV head) over all its query heads. */
     uint32_t *att_group; /* [B + 1] first row of each group, then the end */
     size_t n_groups, group_rows;
+    /* Decode attention (kernels' attn_decode): usable, and this step's split
+     * of each KV head's query heads into dec_parts calls of dec_heads. */
+    bool dec_ok;
+    size_t dec_parts, dec_heads;
     float *logits; /* [n_outputs][n_vocab] */
     size_t n_logits;
     /* The step being run (set by the caller thread before pool_run). */
@@ -385,7 +391,9 @@ static void row_qk(struct model_context *c, size_t t)
  * an F16 vector: on a new maximum it is scaled by expf(Mold - M) and rounded
  * to F16, then each v is added with an F32 multiply-add (v * w + acc) rounded
  * to F16; at the end it is multiplied by 1 / S in F32. The kernels' dot_f16,
- * scale_f16 and mad_f16 do each step in one pass over head_dim.
+ * scale_f16 and mad_f16 do each step in one pass over head_dim. Tables with
+ * attn_decode (AVX-512) run these steps through attend_decode instead: the
+ * same arithmetic for all the query heads of a KV head at once.
  *
  * attend_f32 (batches of ATT_TILE_ROWS tokens or more, like ggml's tiled
  * path, on kernel tables without attn_tile): q in F32, blocks of ATT_CHUNK
@@ -498,6 +506,66 @@ static void job_attention(void *arg, unsigned ith, unsigned nth)
     while (pool_chunk_next(&c->chunks, &b, &e))
         for (size_t task = b; task < e; task++)
             attend(c, task, scores);
+}
+
+/*
+ * Task (row t, KV head kvh, part p) of the decode path on a table with
+ * attn_decode: the query heads dec_heads * p .. of the ratio that read kvh,
+ * in one call, so each key and value is converted once for all of them and
+ * the heads' chains overlap. The bits are attend_f16's.
+ */
+static void attend_decode(struct model_context *c, size_t task, float *work)
+{
+    const struct model_hparams *hp = &c->m->hp;
+    size_t hd = hp->head_dim, ratio = hp->n_head / hp->n_head_kv;
+    size_t per_row = hp->n_head_kv * c->dec_parts;
+    size_t t = task / per_row, kvh = task % per_row / c->dec_parts, p = task % c->dec_parts;
+    size_t h0 = kvh * ratio + p * c->dec_heads, h1 = h0 + c->dec_heads, nr = 0;
+    size_t base = c->layer * c->kv_layer_stride + (size_t)c->tok_seq[t] * c->kv_seq_stride +
+                  kvh * c->kv_head_stride;
+    const float *q[KERNELS_DECODE_ROWS];
+    float *out[KERNELS_DECODE_ROWS];
+
+    if (h1 > (kvh + 1) * ratio) h1 = (kvh + 1) * ratio;
+    for (size_t h = h0; h < h1; h++, nr++) {
+        q[nr] = c->q + t * c->n_q + h * hd;
+        out[nr] = c->att + t * c->n_q + h * hd;
+    }
+    c->k->attn_decode(hd, nr, q, out, (size_t)c->tok_pos[t] + 1, c->k_cache + base,
+                      c->v_cache + base, 1.0f / sqrtf((float)hd), work);
+}
+
+static void job_attention_decode(void *arg, unsigned ith, unsigned nth)
+{
+    struct model_context *c = arg;
+    float *work = c->scores + (size_t)ith * c->att_stride;
+    size_t b, e;
+
+    (void)nth;
+    while (pool_chunk_next(&c->chunks, &b, &e))
+        for (size_t task = b; task < e; task++)
+            attend_decode(c, task, work);
+}
+
+/*
+ * Whether this step's attention goes through attn_decode (the steps that
+ * would run attend_f16, on a table that has it), and in how many tasks:
+ * each KV head's query heads in as few parts of at most KERNELS_DECODE_ROWS
+ * as keep every thread busy.
+ */
+static size_t plan_decode_attention(struct model_context *c, size_t rows)
+{
+    const struct model_hparams *hp = &c->m->hp;
+    size_t ratio = hp->n_head / hp->n_head_kv, parts, want;
+
+    if (!c->dec_ok || c->batch->n_tokens >= ATT_TILE_ROWS || c->attn_exact) return 0;
+    parts = (ratio + KERNELS_DECODE_ROWS - 1) / KERNELS_DECODE_ROWS;
+    want = (c->n_threads + rows * hp->n_head_kv - 1) / (rows * hp->n_head_kv);
+    if (want > ratio) want = ratio;
+    if (want > parts) parts = want;
+    c->dec_heads = (ratio + parts - 1) / parts;
+    c->dec_parts = (ratio + c->dec_heads - 1) / c->dec_heads;
+    return rows * hp->n_head_kv * c->dec_parts;
 }
 
 /*
@@ -679,7 +747,7 @@ int model_decode(struct model_context *c, const struct model_batch *b, struct sl
 {
     const struct model *m = c->m;
     const struct model_hparams *hp = &m->hp;
-    size_t n = b->n_tokens, n_out = 0, rows;
+    size_t n = b->n_tokens, n_out = 0, rows, n_dec;
     int rc;
 
     if ((rc = validate_batch(c, b, &n_out, d)) < 0) return rc;
@@ -704,6 +772,12 @@ int model_decode(struct model_context *c, const struct model_batch *b, struct sl
         if (plan_tiled_attention(c, rows)) {
             pool_chunks_init(&c->chunks, c->n_groups * hp->n_head_kv, 1);
             pool_run(c->pool, job_attention_tiled, c);
+        } else if ((n_dec = plan_decode_attention(c, rows)) > 0) {
+            pool_chunks_init(&c->chunks, n_dec, 1);
+            if (c->n_threads == 1 || n_dec == 1)
+                job_attention_decode(c, 0, 1);
+            else
+                pool_run(c->pool, job_attention_decode, c);
         } else {
             pool_chunks_init(&c->chunks, rows * hp->n_head, 1);
             if (c->n_threads == 1 || rows * hp->n_head == 1)
@@ -890,6 +964,9 @@ int model_context_new(struct model *m, const struct model_context_params *p,
         c->group_rows = KERNELS_ATTN_ROWS / (hp->n_head / hp->n_head_kv);
         if (tile > c->att_stride) c->att_stride = tile;
     }
+    c->dec_ok = c->k->attn_decode != NULL && hp->head_dim % 64 == 0;
+    if (c->dec_ok && kernels_decode_work_floats(hp->head_dim) > c->att_stride)
+        c->att_stride = kernels_decode_work_floats(hp->head_dim);
     c->att_stride = (c->att_stride + 15) / 16 * 16; /* 64-byte aligned per thread */
     c->scores = alloc_array(n_threads, c->att_stride * sizeof(float));
     c->att_group = alloc_array(B + 1, sizeof(uint32_t));
