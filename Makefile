@@ -9,7 +9,7 @@
 #   make fuzz         build the libFuzzer targets (clang)
 #   make fuzz-smoke   run each fuzzer FUZZ_SECONDS on its corpus
 #   make lint         clang-format check + tools/lint.sh
-#   make bench        side-by-side benchmark with llama.cpp (see bench/README.md)
+#   make bench        side-by-side benchmark with llama.cpp (see bench/RESULTS.md)
 
 CC      ?= cc
 SAN     ?=

@@ -778,8 +778,6 @@ enum jp_num { JN_MINUS, JN_ZERO, JN_INT, JN_DOT, JN_FRAC, JN_E, JN_ESIGN, JN_EXP
 #define JPF_OPT  2u /* right after '[': the value may be left out */
 #define JPF_KEY  4u /* the string is an object key */
 
-#define FNV_OFFSET 0xcbf29ce484222325ull
-#define FNV_PRIME  0x100000001b3ull
 
 static const char *const jp_literals[3] = { "true", "false", "null" };
 
@@ -793,10 +791,7 @@ void chat_json_prefix_init(struct chat_json_prefix *j)
 
 static void jp_hash(struct chat_json_prefix *j, const char *b, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        j->key_hash ^= (unsigned char)b[i];
-        j->key_hash *= FNV_PRIME;
-    }
+    j->key_hash = slm_fnv1a(j->key_hash, b, n);
 }
 
 /* True if hash h is already a key of the innermost open object. */
@@ -1077,7 +1072,7 @@ static bool jp_key_start(struct chat_json_prefix *j, unsigned char c)
     j->mode = JP_STR;
     j->sub = JS_CHAR;
     j->flags |= JPF_KEY;
-    j->key_hash = FNV_OFFSET;
+    j->key_hash = SLM_FNV1A_INIT;
     return true;
 }
 
@@ -1186,7 +1181,7 @@ size_t chat_json_prefix_min_close(const struct chat_json_prefix *j)
         if (j->flags & JPF_ROOT) return 2;       /* {} */
         return (j->flags & JPF_OPT) ? s : 1 + s; /* ] or 0 */
     case JP_OBJ_KEY:
-        return 4 + s + (jp_key_dup(j, FNV_OFFSET) ? 1 : 0); /* "":0 */
+        return 4 + s + (jp_key_dup(j, SLM_FNV1A_INIT) ? 1 : 0); /* "":0 */
     case JP_COLON:
         return 2 + s; /* :0 */
     case JP_LIT:

@@ -113,13 +113,7 @@ static void usage(FILE *out)
 /* FNV-1a of a tensor name, mixed into the seed. */
 static uint64_t name_hash(const char *s)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
-
-    for (; *s != '\0'; s++) {
-        h ^= (unsigned char)*s;
-        h *= 0x100000001b3ull;
-    }
-    return h;
+    return slm_fnv1a(SLM_FNV1A_INIT, s, strlen(s));
 }
 
 /*

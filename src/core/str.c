@@ -118,6 +118,25 @@ char *slm_path_dir(const char *path)
     return slm_strndup(path, slash == path ? 1 : (size_t)(slash - path));
 }
 
+int slm_sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+
+    if (fd < 0) return errno;
+    if (fsync(fd) < 0 && errno != EINVAL) rc = errno;
+    close(fd);
+    return rc;
+}
+
+uint64_t slm_fnv1a(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
 uint64_t slm_now_ns(void)
 {
     struct timespec ts;

@@ -26,6 +26,15 @@ SLM_NODISCARD int slm_parse_size(const char *s, uint64_t *out);
 long slm_read_file_long(const char *path, long max);
 /* Returns new: the directory part of path ("." if none), or NULL on ENOMEM. */
 char *slm_path_dir(const char *path);
+/*
+ * fsyncs directory dir, so that a rename into it survives a power cut;
+ * 0 or an errno value (file systems that cannot sync a directory: 0).
+ */
+int slm_sync_dir(const char *dir);
+/* FNV-1a's 64-bit offset basis: the h to start slm_fnv1a from (a seed may be XORed in). */
+#define SLM_FNV1A_INIT 0xcbf29ce484222325ull
+/* 64-bit FNV-1a of p[0..n) continued from h; chained calls hash the concatenation. */
+uint64_t slm_fnv1a(uint64_t h, const void *p, size_t n);
 /* Monotonic clock in nanoseconds. */
 uint64_t slm_now_ns(void);
 /* True if s[0..len) is valid UTF-8 (no overlongs, no surrogates). */

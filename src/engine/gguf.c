@@ -87,12 +87,8 @@ struct gguf_file {
 /* 64-bit FNV-1a from a per-table seed, finished with murmur3's fmix64. */
 static uint64_t name_hash(uint64_t seed, const char *p, size_t len)
 {
-    uint64_t h = 0xcbf29ce484222325ull ^ seed;
+    uint64_t h = slm_fnv1a(SLM_FNV1A_INIT ^ seed, p, len);
 
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)p[i];
-        h *= 0x100000001b3ull;
-    }
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdull;
     h ^= h >> 33;

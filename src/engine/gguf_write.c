@@ -468,18 +468,6 @@ static void gw_emit(struct gguf_writer *w, struct gw_out *o, size_t align)
 }
 
 
-/* fsyncs directory dir so the rename is durable; 0 or an errno value. */
-static int sync_dir(const char *dir)
-{
-    int fd, rc = 0;
-
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return errno;
-    if (fsync(fd) < 0 && errno != EINVAL) rc = errno;
-    close(fd);
-    return rc;
-}
-
 static int gw_errno_diag(struct slm_diag *d, const char *path, const char *what, int errnum)
 {
     char buf[128];
@@ -533,7 +521,7 @@ int gguf_writer_write(struct gguf_writer *w, const char *path, struct slm_diag *
         unlink(tmp);
         goto out;
     }
-    rc = sync_dir(dir);
+    rc = slm_sync_dir(dir);
     if (rc != 0) rc = gw_errno_diag(d, path, "cannot sync the directory", rc);
 out:
     slm_free(dir);

@@ -134,15 +134,6 @@ static int run_pack(struct pack_job *j, struct slm_diag *d)
     return 0;
 }
 
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
-{
-    const uint8_t *b = p;
-
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ b[i]) * 0x100000001b3ull;
-    return h;
-}
-
 /*
  * Hash of the packed layouts in use: per type, 16 rows of PRINT_N elements
  * of fixed bytes packed by the kernels. Packing only moves bytes, so any
@@ -151,7 +142,7 @@ static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
 static uint64_t layout_print(const struct pack_job *j)
 {
     bool seen[TENSOR_TYPE_COUNT] = { false };
-    uint64_t h = 0xcbf29ce484222325ull, rb;
+    uint64_t h = SLM_FNV1A_INIT, rb;
     uint8_t *in = NULL, *out = NULL;
 
     for (size_t i = 0; i < j->n; i++) {
@@ -172,8 +163,8 @@ static uint64_t layout_print(const struct pack_job *j)
         for (size_t b = 0; b < KERNELS_PACK_ROWS * rb; b++)
             in[b] = (uint8_t)(b * 131u + b / 7u);
         j->k->pack[t](in, (size_t)rb, KERNELS_PACK_ROWS, out);
-        h = fnv1a(h, &t, sizeof(t));
-        h = fnv1a(h, out, KERNELS_PACK_ROWS * (size_t)rb);
+        h = slm_fnv1a(h, &t, sizeof(t));
+        h = slm_fnv1a(h, out, KERNELS_PACK_ROWS * (size_t)rb);
     }
     slm_free(in);
     slm_free(out);
@@ -291,7 +282,7 @@ static int cache_path(const char *model_path, char **out, struct slm_diag *d)
         return slm_diag_set(d, SLM_ELIMIT, "SLM_REPACK_CACHE path too long");
     if ((*out = slm_malloc(cap)) == NULL) return slm_diag_set(d, SLM_ENOMEM, "out of memory");
     snprintf(*out, cap, "%s/%s-%016llx%s", env, base,
-             (unsigned long long)fnv1a(0xcbf29ce484222325ull, real, strlen(real)), CACHE_SUFFIX);
+             (unsigned long long)slm_fnv1a(SLM_FNV1A_INIT, real, strlen(real)), CACHE_SUFFIX);
     return 0;
 }
 
@@ -418,6 +409,8 @@ static int cache_write(struct model *m, struct pack_job *j, const char *path, co
             goto out;
         }
     }
+    /* Best effort: a cache name lost in a power cut is only written again. */
+    (void)slm_sync_dir(dir);
     /* The pages just written are the page cache's: remap read-only, as later loads do. */
     if (mprotect(map, fbytes, PROT_READ) < 0) {
         rc = errno;

@@ -182,10 +182,8 @@ static size_t ip_key(const struct sockaddr_storage *ss, uint8_t key[8])
 
 static size_t ip_bucket(const struct http_server *s, const uint8_t *key, size_t len)
 {
-    uint64_t h = s->ip_seed ^ 0xcbf29ce484222325ull; /* FNV-1a, seeded */
+    uint64_t h = slm_fnv1a(s->ip_seed ^ SLM_FNV1A_INIT, key, len); /* seeded */
 
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ key[i]) * 0x100000001b3ull;
     h ^= h >> 29;
     return (size_t)(h & (SERVER_IP_BUCKETS - 1));
 }

@@ -2,8 +2,10 @@
  * test_core.c - core helpers: buffers, JSON writer, number parsing, UTF-8,
  * overflow checks, fault injection, the PRNG.
  */
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 
 #include "core/alloc.h"
 #include "core/buf.h"
@@ -211,6 +213,32 @@ TEST(read_file_long_bounds)
     ASSERT_EQ_INT(slm_read_file_long(path, 10), -1);
     snprintf(path, sizeof(path), "%s/absent", t_tmpdir());
     ASSERT_EQ_INT(slm_read_file_long(path, 10), -1);
+}
+
+/* The published FNV-1a 64 test vectors; a split input hashes as the whole. */
+TEST(fnv1a_known_values_and_chaining)
+{
+    ASSERT(slm_fnv1a(SLM_FNV1A_INIT, "", 0) == 0xcbf29ce484222325ull);
+    ASSERT(slm_fnv1a(SLM_FNV1A_INIT, "a", 1) == 0xaf63dc4c8601ec8cull);
+    ASSERT(slm_fnv1a(SLM_FNV1A_INIT, "foobar", 6) == 0x85944171f73967e8ull);
+    ASSERT(slm_fnv1a(slm_fnv1a(SLM_FNV1A_INIT, "foo", 3), "bar", 3) == 0x85944171f73967e8ull);
+    ASSERT(slm_fnv1a(SLM_FNV1A_INIT, "\xff", 1) != slm_fnv1a(SLM_FNV1A_INIT, "\x7f", 1));
+}
+
+TEST(sync_dir_of_a_directory_only)
+{
+    const char *dir = t_tmpdir();
+    char file[512];
+    FILE *f;
+
+    ASSERT_EQ_INT(slm_sync_dir(dir), 0);
+    snprintf(file, sizeof(file), "%s/f", dir);
+    f = fopen(file, "w");
+    ASSERT_NOT_NULL(f);
+    fclose(f);
+    ASSERT_EQ_INT(slm_sync_dir(file), ENOTDIR);
+    snprintf(file, sizeof(file), "%s/missing", dir);
+    ASSERT_EQ_INT(slm_sync_dir(file), ENOENT);
 }
 
 TEST(path_dir_of_each_shape)
