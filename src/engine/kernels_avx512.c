@@ -2206,9 +2206,11 @@ static void attn_tile(size_t hd, size_t nr, const float *const *q, float *const 
  * build (what runs on every CPU with AVX-512) fuses exactly the steps fused
  * below, so every lane is what expf returns. The table holds the correctly
  * rounded powers and the polynomial the library's coefficients: equality
- * with expf is checked once at run time (expf_lanes_ok) and by a test over
- * millions of inputs; lanes at or beyond |x| = 88 (overflow, underflow,
- * infinities, NaN) call expf itself.
+ * with expf is checked once at run time (expf_lanes_check) and by a test
+ * over millions of inputs. Like expf, the lanes from -0x1.9d1d9ep6
+ * (log 2^-149) down to -88 take the same path (subnormal results); below
+ * -0x1.9fe368p6 (log 2^-150, and -inf) the result is 0; the few others
+ * (NaN, 88 and above, the sliver between the two logs) call expf itself.
  */
 static const uint64_t exp2_32_table[32] = {
     0x3ff0000000000000, 0x3fefd9b0d3158574, 0x3fefb5586cf9890f, 0x3fef9301d0125b51,
@@ -2221,7 +2223,7 @@ static const uint64_t exp2_32_table[32] = {
     0x3fef5818dcfba487, 0x3fef7c97337b9b5f, 0x3fefa4afa2a490da, 0x3fefd0765b6e4540,
 };
 
-/* expf of 8 lanes with |x| < 88 (others: anything; the caller replaces them). */
+/* expf of 8 lanes in [-0x1.9d1d9ep6, 88) (others: anything; the caller replaces them). */
 INLINE __m256 expf8_lanes(__m256 x)
 {
     const __m512d inv = _mm512_set1_pd(0x1.71547652b82fep+5), shift = _mm512_set1_pd(0x1.8p52);
@@ -2244,23 +2246,19 @@ INLINE __m256 expf8_lanes(__m256 x)
     return _mm512_cvtpd_ps(_mm512_mul_pd(y, _mm512_castsi512_pd(t)));
 }
 
-/* Lanes whose |x| is 88 or more (or NaN): expf's special cases. */
-INLINE __mmask16 expf_special(__m512 x)
-{
-    __m512i a = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff));
-
-    return _mm512_cmpge_epu32_mask(a, _mm512_set1_epi32(0x42b00000));
-}
-
 /* expf on 16 lanes: the vector path where it is exact, the library elsewhere. */
 INLINE __m512 expf16(__m512 x, bool lanes_ok)
 {
-    __mmask16 slow = lanes_ok ? expf_special(x) : (__mmask16)0xffff;
+    __mmask16 fast = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-0x1.9d1d9ep6f), _CMP_GE_OQ) &
+                     _mm512_cmp_ps_mask(x, _mm512_set1_ps(88.0f), _CMP_LT_OQ);
+    __mmask16 zero = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-0x1.9fe368p6f), _CMP_LT_OQ);
+    __mmask16 slow = lanes_ok ? (__mmask16) ~(fast | zero) : (__mmask16)0xffff;
     __m512 e = _mm512_setzero_ps();
 
-    if (slow != 0xffff)
-        e = _mm512_insertf32x8(_mm512_castps256_ps512(expf8_lanes(_mm512_castps512_ps256(x))),
-                               expf8_lanes(_mm512_extractf32x8_ps(x, 1)), 1);
+    if (lanes_ok && fast != 0)
+        e = _mm512_maskz_mov_ps(
+            fast, _mm512_insertf32x8(_mm512_castps256_ps512(expf8_lanes(_mm512_castps512_ps256(x))),
+                                     expf8_lanes(_mm512_extractf32x8_ps(x, 1)), 1));
     if (slow != 0) {
         float xs[16], es[16];
 

@@ -170,9 +170,13 @@ TEST(kernels_avx512_attn_decode_nonfinite_like_one_head_path)
 /* The vector expf against the C library's over a stride of all floats. */
 TEST(kernels_avx512_expf16_is_the_c_library_expf)
 {
-    static const float special[16] = { -INFINITY, INFINITY, NAN,     -88.0f,  88.0f,  -87.9f,
-                                       -87.5f,    -103.5f,  -104.0f, 88.72f,  88.73f, -0.0f,
-                                       0.0f,      1e-30f,   -1e-40f, -1000.0f };
+    /* Infinities, NaN, and each threshold of expf with its neighbours. */
+    static const float special[16] = { -INFINITY,      INFINITY,      NAN,
+                                       -88.0f,         88.0f,         -0x1.9d1d9ep6f,
+                                       -0x1.9d1d9cp6f, -103.5f,       -0x1.9fe368p6f,
+                                       -0x1.9fe36ap6f, 0x1.62e42ep6f, 0x1.62e430p6f,
+                                       -0.0f,          -1e-40f,       -104.0f,
+                                       -1000.0f };
     float x[16], y[16];
     size_t checked = 0;
 
@@ -184,9 +188,9 @@ TEST(kernels_avx512_expf16_is_the_c_library_expf)
         if (!same_float(y[i], expf(special[i])))
             t_fail(__FILE__, __LINE__, "expf(%a): %a, want %a", (double)special[i], (double)y[i],
                    (double)expf(special[i]));
-    /* Both signs, every 61st bit pattern up to |x| = 96 (past the fast range). */
+    /* Both signs, every 61st bit pattern up to |x| = 144 (past every threshold). */
     for (uint32_t sign = 0; sign < 2; sign++)
-        for (uint32_t b = 0; b < 0x42c00000u;) {
+        for (uint32_t b = 0; b < 0x43100000u;) {
             for (int i = 0; i < 16; i++, b += 61) {
                 uint32_t bits = b | sign << 31;
 
