@@ -242,6 +242,62 @@ INLINE void tile_q5_0(const int R, const int C, size_t n, const uint8_t *w, size
     tile_q32(R, C, K32_Q5_0, n, w, ws, x, xs, y, ys);
 }
 
+/* ======================= Q5_1 against Q8_1 ======================= */
+
+/*
+ * Q5_1 x Q8_1 (the reference is kernels__vec_dot_q5_1; ggml_vec_dot_q5_1_q8_1):
+ * per block s += d_w d_x * sum(q x) + m_w s_x with s_x = d_x * sum(x) stored
+ * in the Q8_1 block. The five-bit values q (0..31) carry no offset, so
+ * vpmaddubsw takes them unsigned as they are (|pair sum| <= 2 * 31 * 128:
+ * no saturation). The minimum term m_w s_x goes into lane 0 of the same
+ * accumulator (wm holds m_w in lane 0, zeros elsewhere).
+ * W (nr, n) Q5_1 rows ws bytes apart @ X (nc, n) Q8_1 rows xs bytes apart.
+ */
+INLINE void tile_q5_1(const int R, const int C, size_t n, const uint8_t *w, size_t ws,
+                      const uint8_t *x, size_t xs, float *y, size_t ys)
+{
+    const __m256i ones = _mm256_set1_epi16(1), m0f = _mm256_set1_epi8(0x0F);
+    __m256 acc[RT][CT];
+
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++)
+            acc[r][c] = _mm256_setzero_ps();
+    for (size_t ib = 0; ib < n / QK5_1; ib++) {
+        __m256i wq[RT];
+        __m256 wm[RT];
+        float wd[RT];
+
+        for (int r = 0; r < R; r++) {
+            const struct block_q5_1 *b = (const struct block_q5_1 *)(w + r * ws) + ib;
+            __m128i v = _mm_loadu_si128((const __m128i *)b->qs);
+            uint32_t qh;
+
+            memcpy(&qh, b->qh, 4);
+            wq[r] = _mm256_or_si256(
+                _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), m0f), bits_to_0x10(qh));
+            wd[r] = h2f(b->d);
+            wm[r] = _mm256_set_m128(_mm_setzero_ps(), _mm_set_ss(h2f(b->m)));
+        }
+        for (int c = 0; c < C; c++) {
+            const struct block_q8_1 *b = (const struct block_q8_1 *)(x + c * xs) + ib;
+            __m256i xq = _mm256_loadu_si256((const __m256i *)b->qs);
+            __m256 xsum = _mm256_set1_ps(h2f(b->s));
+            float xd = h2f(b->d);
+
+            for (int r = 0; r < R; r++) {
+                __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(wq[r], xq), ones);
+
+                acc[r][c] =
+                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(wd[r] * xd), acc[r][c]);
+                acc[r][c] = _mm256_fmadd_ps(wm[r], xsum, acc[r][c]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++)
+            y[c * ys + r] = hsum8(acc[r][c]);
+}
+
 /* ======================= k-quants against Q8_K ======================= */
 
 INLINE void k4_scales(const uint8_t *s, uint8_t sc[8], uint8_t m[8])
@@ -505,6 +561,7 @@ DEFINE_KERNELS(bf16, 2, 4)
 DEFINE_KERNELS(q8_0, 2, 4)
 DEFINE_KERNELS(q4_0, 2, 4)
 DEFINE_KERNELS(q5_0, 2, 4)
+DEFINE_KERNELS(q5_1, 2, 4)
 DEFINE_KERNELS(q4_k, 2, 2)
 DEFINE_KERNELS(q5_k, 2, 2)
 DEFINE_KERNELS(q6_k, 2, 2)
@@ -625,6 +682,53 @@ static void from_float_q8_0(const float *x, void *vy, size_t n)
         vid = _mm256_set1_ps(id);
         for (int j = 0; j < 4; j++)
             store_i8x8(y[i].qs + 8 * j, _mm256_cvtps_epi32(_mm256_mul_ps(v[j], vid)));
+    }
+}
+
+/*
+ * Q8_1: Q8_0 plus s = f16(d * sum(q)) with the f32 d; the same bytes as
+ * kernels__from_float_q8_1 (kernels_int.h).
+ */
+static void from_float_q8_1(const float *x, void *vy, size_t n)
+{
+    struct block_q8_1 *y = vy;
+
+    for (size_t i = 0; i < n / QK8_1; i++, x += QK8_1) {
+        __m256 v[4], vmax = _mm256_setzero_ps(), vid;
+        __m256i qsum = _mm256_setzero_si256();
+        __m128i s4;
+        int bad = 0;
+        float amax, d, id;
+
+        for (int j = 0; j < 4; j++) {
+            v[j] = _mm256_loadu_ps(x + 8 * j);
+            bad |= any_nonfinite(v[j]);
+            vmax = _mm256_max_ps(vmax, abs8(v[j]));
+        }
+        if (bad) {
+            memset(&y[i], 0, sizeof(y[i]));
+            y[i].d = 0x7e00;
+            y[i].s = 0x7e00;
+            continue;
+        }
+        amax = hmax8(vmax);
+        d = amax / 127;
+        /* 127 / amax, not 1 / d, as from_float_q8_0. */
+        id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        if (isinf(id)) id = 0.0f;
+        y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        vid = _mm256_set1_ps(id);
+        for (int j = 0; j < 4; j++) {
+            /* |q| <= 127: the int32 sum is the sum of the stored bytes. */
+            __m256i q = _mm256_cvtps_epi32(_mm256_mul_ps(v[j], vid));
+
+            store_i8x8(y[i].qs + 8 * j, q);
+            qsum = _mm256_add_epi32(qsum, q);
+        }
+        s4 = _mm_add_epi32(_mm256_castsi256_si128(qsum), _mm256_extracti128_si256(qsum, 1));
+        s4 = _mm_hadd_epi32(s4, s4);
+        s4 = _mm_hadd_epi32(s4, s4);
+        y[i].s = _cvtss_sh((float)_mm_cvtsi128_si32(s4) * d, _MM_FROUND_TO_NEAREST_INT);
     }
 }
 
@@ -833,6 +937,68 @@ static void f16_to_f32(const uint16_t *x, float *y, size_t n)
         y[i] = _cvtsh_ss(x[i]);
 }
 
+/* ======================= SwiGLU ======================= */
+
+/* 2^e for integer-valued e in [-126, 127], built in the exponent field: exact. */
+INLINE __m256 pow2i(__m256 e)
+{
+    __m256i k = _mm256_add_epi32(_mm256_cvtps_epi32(e), _mm256_set1_epi32(127));
+
+    return _mm256_castsi256_ps(_mm256_slli_epi32(k, 23));
+}
+
+/*
+ * kernels__expf_poly on 8 lanes, the same operations in the same order.
+ * ldexpf(j, n) (one rounding, also into the subnormals) without AVX-512's
+ * vscalefps: j * 2^(n - n1) is exact (j is near 1 and |n - n1| <= 66), then
+ * one product with 2^n1, n1 = n clamped to [-126, 127], rounds once.
+ */
+INLINE __m256 expf_poly8(__m256 x)
+{
+    const __m256 shift = _mm256_set1_ps(0x1.8p23f), lim = _mm256_set1_ps(192.0f);
+    __m256 n = _mm256_sub_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), shift), shift);
+    __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
+                                _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    __m256 u = _mm256_mul_ps(b, b);
+    __m256 j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(
+            _mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+            _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm256_fmadd_ps(_mm256_set1_ps(0x1.ffffecp-1f), b, _mm256_set1_ps(1.0f)));
+    /* Clamped first so that lanes replaced below (|n| > 192, NaN) stay in range. */
+    __m256 nc = _mm256_min_ps(_mm256_max_ps(n, _mm256_set1_ps(-192.0f)), lim);
+    __m256 n1 = _mm256_min_ps(_mm256_max_ps(nc, _mm256_set1_ps(-126.0f)), _mm256_set1_ps(127.0f));
+    __m256 r = _mm256_mul_ps(_mm256_mul_ps(j, pow2i(_mm256_sub_ps(nc, n1))), pow2i(n1));
+    __m256 big = _mm256_cmp_ps(abs8(n), lim, _CMP_GT_OQ);
+
+    if (_mm256_movemask_ps(big) == 0) return r;
+    /* |n| > 192: infinity for n > 0, else 0 (NaN lanes are not big: j is NaN). */
+    return _mm256_blendv_ps(
+        r,
+        _mm256_and_ps(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_GT_OQ), _mm256_set1_ps(INFINITY)),
+        big);
+}
+
+/*
+ * kernel_ops.swiglu: g[i] = g[i] / (1 + exp(-g[i])) * u[i], the bits of
+ * kernels__swiglu: expf_poly8 on the first n - n % 16 elements, the rest by
+ * kernels__swiglu itself (fewer than 16: the C library's expf).
+ */
+static void swiglu(size_t n, float *g, const float *u)
+{
+    size_t head = n - n % 16;
+
+    for (size_t i = 0; i < head; i += 8) {
+        __m256 x = _mm256_loadu_ps(g + i);
+        __m256 e = expf_poly8(_mm256_sub_ps(_mm256_setzero_ps(), x));
+
+        _mm256_storeu_ps(g + i,
+                         _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e)),
+                                       _mm256_loadu_ps(u + i)));
+    }
+    kernels__swiglu(n - head, g + head, u + head);
+}
+
 const struct kernel_ops kernels_avx2 = {
     .name = "avx2",
     .vec_dot = {
@@ -842,7 +1008,7 @@ const struct kernel_ops kernels_avx2 = {
         [TENSOR_TYPE_Q8_0] = vec_dot_q8_0,
         [TENSOR_TYPE_Q4_0] = vec_dot_q4_0,
         [TENSOR_TYPE_Q5_0] = vec_dot_q5_0,
-        [TENSOR_TYPE_Q5_1] = kernels__vec_dot_q5_1, /* scalar: a fallback type only */
+        [TENSOR_TYPE_Q5_1] = vec_dot_q5_1,
         [TENSOR_TYPE_Q4_K] = vec_dot_q4_k,
         [TENSOR_TYPE_Q5_K] = vec_dot_q5_k,
         [TENSOR_TYPE_Q6_K] = vec_dot_q6_k,
@@ -852,7 +1018,7 @@ const struct kernel_ops kernels_avx2 = {
         [TENSOR_TYPE_F16] = from_float_f16,
         [TENSOR_TYPE_BF16] = from_float_bf16,
         [TENSOR_TYPE_Q8_0] = from_float_q8_0,
-        [TENSOR_TYPE_Q8_1] = kernels__from_float_q8_1,
+        [TENSOR_TYPE_Q8_1] = from_float_q8_1,
         [TENSOR_TYPE_Q8_K] = from_float_q8_k,
     },
     .gemm = {
@@ -862,7 +1028,7 @@ const struct kernel_ops kernels_avx2 = {
         [TENSOR_TYPE_Q8_0] = gemm_q8_0,
         [TENSOR_TYPE_Q4_0] = gemm_q4_0,
         [TENSOR_TYPE_Q5_0] = gemm_q5_0,
-        [TENSOR_TYPE_Q5_1] = kernels__gemm_q5_1,
+        [TENSOR_TYPE_Q5_1] = gemm_q5_1,
         [TENSOR_TYPE_Q4_K] = gemm_q4_k,
         [TENSOR_TYPE_Q5_K] = gemm_q5_k,
         [TENSOR_TYPE_Q6_K] = gemm_q6_k,
@@ -875,6 +1041,6 @@ const struct kernel_ops kernels_avx2 = {
     .scale_f16 = scale_f16,
     .mad_f16 = mad_f16,
     .f32_to_f16 = f32_to_f16,
-    .swiglu = kernels__swiglu,
+    .swiglu = swiglu,
     .f16_to_f32 = f16_to_f32,
 };

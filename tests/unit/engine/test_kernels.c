@@ -545,6 +545,11 @@ TEST(kernels_scalar_q8_1_q5_1_worked_values)
     check_q8_1_q5_1(NULL);
 }
 
+TEST(kernels_avx2_q8_1_q5_1_worked_values)
+{
+    check_q8_1_q5_1("avx2");
+}
+
 TEST(kernels_avx512_q8_1_q5_1_worked_values)
 {
     check_q8_1_q5_1("avx512");
@@ -899,6 +904,50 @@ TEST(kernels_expf_poly_accuracy_and_limits)
 }
 
 /*
+ * A dense sweep against the scalar table, bit for bit: a one-ulp change in
+ * one coefficient of the exp polynomial changes about one SwiGLU output in
+ * a thousand, which the few hundred random points of check_swiglu can miss.
+ * Half the points lie evenly in [-16, 16], half in [-110, 110] (the
+ * overflow and underflow ranges of the exponential).
+ */
+#define SWIGLU_SWEEP 65536
+
+static void check_swiglu_sweep(const struct kernel_ops *k, const char *name)
+{
+    float *g = slm_xmalloc(SWIGLU_SWEEP * sizeof(float)),
+          *u = slm_xmalloc(SWIGLU_SWEEP * sizeof(float));
+    float *a = slm_xmalloc(SWIGLU_SWEEP * sizeof(float)),
+          *b = slm_xmalloc(SWIGLU_SWEEP * sizeof(float));
+    struct slm_rng r;
+    size_t n_diff = 0, first = 0;
+
+    slm_rng_seed(&r, 78);
+    for (size_t i = 0; i < SWIGLU_SWEEP; i++) {
+        float span = i < SWIGLU_SWEEP / 2 ? 16.0f : 110.0f;
+        size_t half = SWIGLU_SWEEP / 2, j = i % half;
+
+        g[i] = -span + 2 * span * (float)j / (float)half;
+        u[i] = slm_rng_float(&r) * 4 - 2;
+    }
+    memcpy(a, g, SWIGLU_SWEEP * sizeof(float));
+    memcpy(b, g, SWIGLU_SWEEP * sizeof(float));
+    k->swiglu(SWIGLU_SWEEP, a, u);
+    kernels__swiglu(SWIGLU_SWEEP, b, u);
+    for (size_t i = 0; i < SWIGLU_SWEEP; i++) {
+        if (memcmp(&a[i], &b[i], sizeof(float)) == 0) continue;
+        if (n_diff++ == 0) first = i;
+    }
+    if (n_diff != 0)
+        t_fail(__FILE__, __LINE__,
+               "%s swiglu sweep: %zu of %d differ, first x %.9g: %.9g, scalar %.9g", name, n_diff,
+               SWIGLU_SWEEP, (double)g[first], (double)a[first], (double)b[first]);
+    slm_free(g);
+    slm_free(u);
+    slm_free(a);
+    slm_free(b);
+}
+
+/*
  * Every table's swiglu gives the scalar table's bits (so decode, prompt
  * batches and SLM_CPU=scalar agree), the first n - n % 16 elements use the
  * approximation and the tail the C library, and the result is SiLU * up
@@ -947,6 +996,7 @@ static void check_swiglu(const char *name)
     slm_free(u);
     slm_free(a);
     slm_free(b);
+    check_swiglu_sweep(k, name);
 }
 
 TEST(kernels_scalar_swiglu_reference)
