@@ -30,9 +30,9 @@
 #include "engine/kernels.h"
 
 /*
- * Scalar kernels the SIMD tables share: Q5_1 weights (only produced by
- * llama-quantize's fallback for rows that 256 does not divide) and their Q8_1
- * activations. Plain C, safe on every CPU.
+ * The scalar table's Q5_1 weights (only produced by llama-quantize's
+ * fallback for rows that 256 does not divide) and their Q8_1 activations:
+ * the references the SIMD tables' own kernels are tested against.
  */
 void kernels__vec_dot_q5_1(size_t n, float *s, const void *w, const void *x);
 void kernels__gemm_q5_1(size_t n, const void *w, size_t w_stride, size_t n_rows, const void *x,
