@@ -37,6 +37,8 @@
 struct model_context;
 
 typedef void row_fn(struct model_context *c, size_t row);
+/* One attention task with this thread's scratch (c->att_stride floats). */
+typedef void att_task_fn(struct model_context *c, size_t task, float *work);
 
 struct mm_job {
     const struct model_linear *l[3];
@@ -84,6 +86,7 @@ struct model_context {
     size_t n_rows;
     const struct model_batch *batch;
     row_fn *rfn;
+    att_task_fn *att_task;
     struct mm_job mm;
     struct pool_chunks chunks;
 };
@@ -496,18 +499,6 @@ static void attend(struct model_context *c, size_t task, float *scores)
         attend_f16(c, q, K, V, n, out, scores);
 }
 
-static void job_attention(void *arg, unsigned ith, unsigned nth)
-{
-    struct model_context *c = arg;
-    float *scores = c->scores + (size_t)ith * c->att_stride;
-    size_t b, e;
-
-    (void)nth;
-    while (pool_chunk_next(&c->chunks, &b, &e))
-        for (size_t task = b; task < e; task++)
-            attend(c, task, scores);
-}
-
 /*
  * Task (row t, KV head kvh, part p) of the decode path on a table with
  * attn_decode: the query heads dec_heads * p .. of the ratio that read kvh,
@@ -533,18 +524,6 @@ static void attend_decode(struct model_context *c, size_t task, float *work)
     }
     c->k->attn_decode(hd, nr, q, out, (size_t)c->tok_pos[t] + 1, c->k_cache + base,
                       c->v_cache + base, 1.0f / sqrtf((float)hd), work);
-}
-
-static void job_attention_decode(void *arg, unsigned ith, unsigned nth)
-{
-    struct model_context *c = arg;
-    float *work = c->scores + (size_t)ith * c->att_stride;
-    size_t b, e;
-
-    (void)nth;
-    while (pool_chunk_next(&c->chunks, &b, &e))
-        for (size_t task = b; task < e; task++)
-            attend_decode(c, task, work);
 }
 
 /*
@@ -596,7 +575,7 @@ static void attend_group(struct model_context *c, size_t task, float *work)
                     1.0f / sqrtf((float)hd), work);
 }
 
-static void job_attention_tiled(void *arg, unsigned ith, unsigned nth)
+static void job_attention(void *arg, unsigned ith, unsigned nth)
 {
     struct model_context *c = arg;
     float *work = c->scores + (size_t)ith * c->att_stride;
@@ -605,7 +584,18 @@ static void job_attention_tiled(void *arg, unsigned ith, unsigned nth)
     (void)nth;
     while (pool_chunk_next(&c->chunks, &b, &e))
         for (size_t task = b; task < e; task++)
-            attend_group(c, task, work);
+            c->att_task(c, task, work);
+}
+
+/* Runs fn over tasks 0 .. n - 1 on the pool (on this thread if only one). */
+static void run_attention(struct model_context *c, att_task_fn *fn, size_t n)
+{
+    c->att_task = fn;
+    pool_chunks_init(&c->chunks, n, 1);
+    if (c->n_threads == 1 || n == 1)
+        job_attention(c, 0, 1);
+    else
+        pool_run(c->pool, job_attention, c);
 }
 
 /*
@@ -769,22 +759,12 @@ int model_decode(struct model_context *c, const struct model_batch *b, struct sl
             rows = n_out;
             if (rows == 0) break;
         }
-        if (plan_tiled_attention(c, rows)) {
-            pool_chunks_init(&c->chunks, c->n_groups * hp->n_head_kv, 1);
-            pool_run(c->pool, job_attention_tiled, c);
-        } else if ((n_dec = plan_decode_attention(c, rows)) > 0) {
-            pool_chunks_init(&c->chunks, n_dec, 1);
-            if (c->n_threads == 1 || n_dec == 1)
-                job_attention_decode(c, 0, 1);
-            else
-                pool_run(c->pool, job_attention_decode, c);
-        } else {
-            pool_chunks_init(&c->chunks, rows * hp->n_head, 1);
-            if (c->n_threads == 1 || rows * hp->n_head == 1)
-                job_attention(c, 0, 1);
-            else
-                pool_run(c->pool, job_attention, c);
-        }
+        if (plan_tiled_attention(c, rows))
+            run_attention(c, attend_group, c->n_groups * hp->n_head_kv);
+        else if ((n_dec = plan_decode_attention(c, rows)) > 0)
+            run_attention(c, attend_decode, n_dec);
+        else
+            run_attention(c, attend, rows * hp->n_head);
         run_rows(c, row_att_quant, rows);
         run_matmul(c, c->att, rows, &L->wo, c->tmp, NULL, NULL, NULL, NULL);
         run_rows(c, row_ffn_in, rows);
