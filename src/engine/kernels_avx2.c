@@ -653,35 +653,60 @@ static void from_float_bf16(const float *x, void *vy, size_t n)
     }
 }
 
+/*
+ * One block of 32 activations to 8 bits: d = amax / 127 (F16 in *dh, f32 in
+ * *d), q = round(x * 127 / amax), and with sum != NULL the sum of the q.
+ * 127 / amax, not 1 / d: the multiplier llama.cpp's x86 code uses, so
+ * activations round to the same integers and greedy runs agree. Returns
+ * false, having written nothing, if the block holds a NaN or an infinity.
+ */
+INLINE bool quant_block_q8(const float *x, int8_t *qs, uint16_t *dh, float *d, int32_t *sum)
+{
+    __m256 v[4], vmax = _mm256_setzero_ps(), vid;
+    __m256i qsum = _mm256_setzero_si256();
+    int bad = 0;
+    float amax, id;
+
+    for (int j = 0; j < 4; j++) {
+        v[j] = _mm256_loadu_ps(x + 8 * j);
+        bad |= any_nonfinite(v[j]);
+        vmax = _mm256_max_ps(vmax, abs8(v[j]));
+    }
+    if (bad) return false;
+    amax = hmax8(vmax);
+    *d = amax / 127;
+    id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    if (isinf(id)) id = 0.0f;
+    *dh = _cvtss_sh(*d, _MM_FROUND_TO_NEAREST_INT);
+    vid = _mm256_set1_ps(id);
+    for (int j = 0; j < 4; j++) {
+        /* |q| <= 127: the int32 sum is the sum of the stored bytes. */
+        __m256i q = _mm256_cvtps_epi32(_mm256_mul_ps(v[j], vid));
+
+        store_i8x8(qs + 8 * j, q);
+        if (sum != NULL) qsum = _mm256_add_epi32(qsum, q);
+    }
+    if (sum != NULL) {
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(qsum), _mm256_extracti128_si256(qsum, 1));
+
+        s4 = _mm_hadd_epi32(s4, s4);
+        s4 = _mm_hadd_epi32(s4, s4);
+        *sum = _mm_cvtsi128_si32(s4);
+    }
+    return true;
+}
+
 static void from_float_q8_0(const float *x, void *vy, size_t n)
 {
     struct block_q8_0 *y = vy;
 
     for (size_t i = 0; i < n / QK8_0; i++, x += QK8_0) {
-        __m256 v[4], vmax = _mm256_setzero_ps(), vid;
-        int bad = 0;
-        float amax, d, id;
+        float d;
 
-        for (int j = 0; j < 4; j++) {
-            v[j] = _mm256_loadu_ps(x + 8 * j);
-            bad |= any_nonfinite(v[j]);
-            vmax = _mm256_max_ps(vmax, abs8(v[j]));
-        }
-        if (bad) {
+        if (!quant_block_q8(x, y[i].qs, &y[i].d, &d, NULL)) {
             memset(&y[i], 0, sizeof(y[i]));
             y[i].d = 0x7e00;
-            continue;
         }
-        amax = hmax8(vmax);
-        d = amax / 127;
-        /* 127 / amax, not 1 / d: the multiplier llama.cpp's x86 code uses, so
-         * activations round to the same integers and greedy runs agree. */
-        id = amax != 0.0f ? 127.0f / amax : 0.0f;
-        if (isinf(id)) id = 0.0f;
-        y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
-        vid = _mm256_set1_ps(id);
-        for (int j = 0; j < 4; j++)
-            store_i8x8(y[i].qs + 8 * j, _mm256_cvtps_epi32(_mm256_mul_ps(v[j], vid)));
     }
 }
 
@@ -694,41 +719,16 @@ static void from_float_q8_1(const float *x, void *vy, size_t n)
     struct block_q8_1 *y = vy;
 
     for (size_t i = 0; i < n / QK8_1; i++, x += QK8_1) {
-        __m256 v[4], vmax = _mm256_setzero_ps(), vid;
-        __m256i qsum = _mm256_setzero_si256();
-        __m128i s4;
-        int bad = 0;
-        float amax, d, id;
+        float d;
+        int32_t sum;
 
-        for (int j = 0; j < 4; j++) {
-            v[j] = _mm256_loadu_ps(x + 8 * j);
-            bad |= any_nonfinite(v[j]);
-            vmax = _mm256_max_ps(vmax, abs8(v[j]));
-        }
-        if (bad) {
+        if (!quant_block_q8(x, y[i].qs, &y[i].d, &d, &sum)) {
             memset(&y[i], 0, sizeof(y[i]));
             y[i].d = 0x7e00;
             y[i].s = 0x7e00;
             continue;
         }
-        amax = hmax8(vmax);
-        d = amax / 127;
-        /* 127 / amax, not 1 / d, as from_float_q8_0. */
-        id = amax != 0.0f ? 127.0f / amax : 0.0f;
-        if (isinf(id)) id = 0.0f;
-        y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
-        vid = _mm256_set1_ps(id);
-        for (int j = 0; j < 4; j++) {
-            /* |q| <= 127: the int32 sum is the sum of the stored bytes. */
-            __m256i q = _mm256_cvtps_epi32(_mm256_mul_ps(v[j], vid));
-
-            store_i8x8(y[i].qs + 8 * j, q);
-            qsum = _mm256_add_epi32(qsum, q);
-        }
-        s4 = _mm_add_epi32(_mm256_castsi256_si128(qsum), _mm256_extracti128_si256(qsum, 1));
-        s4 = _mm_hadd_epi32(s4, s4);
-        s4 = _mm_hadd_epi32(s4, s4);
-        y[i].s = _cvtss_sh((float)_mm_cvtsi128_si32(s4) * d, _MM_FROUND_TO_NEAREST_INT);
+        y[i].s = _cvtss_sh((float)sum * d, _MM_FROUND_TO_NEAREST_INT);
     }
 }
 
