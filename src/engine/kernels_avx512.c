@@ -2555,12 +2555,11 @@ static void attn_decode(size_t hd, size_t nr, const float *const *q, float *cons
         decode_accumulate(hd, nr, cnt, vf, ms, wt, acc);
     }
     for (size_t r = 0; r < nr; r++) {
+        /* Times 1 / sum, or left as is (times 1) if the sum is not > 0. */
         __m512 inv = _mm512_set1_ps(L[r] > 0.0f ? 1.0f / L[r] : 1.0f);
 
         for (size_t i = 0; i < hd; i += 16)
-            _mm512_storeu_ps(out[r] + i, L[r] > 0.0f
-                                             ? _mm512_mul_ps(_mm512_loadu_ps(acc + r * hd + i), inv)
-                                             : _mm512_loadu_ps(acc + r * hd + i));
+            _mm512_storeu_ps(out[r] + i, _mm512_mul_ps(_mm512_loadu_ps(acc + r * hd + i), inv));
     }
 }
 
