@@ -73,6 +73,37 @@ bench_errors() {
   "$SLM" bench --help | grep -q "usage: slm bench" || fail "--help"
 }
 
+# The side tools of bench/ are not built by make: build them here against the
+# release library so that a change to the engine's headers cannot break them
+# unseen, and run each on a small case. attn_decode compares its two decode
+# attention paths bit for bit before it times them (exit 1 if they differ);
+# bandwidth checks every pattern's sum against a scalar one.
+bench_side_tools() {
+  local root lib
+  root=$(cd "$(dirname "$SLM")/../.." && pwd)
+  lib=$(dirname "$SLM")/libslm.a
+  [ "${SLM_VARIANT:-rel}" = rel ] || skip "release build only (the tools link its library)"
+  [ -f "$lib" ] && [ -f "$root/bench/attn_decode.c" ] || skip "no $lib or bench/ sources"
+  cc -std=c17 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -I"$root/src" "$root/bench/attn_decode.c" \
+    "$lib" -lm -lpthread -lseccomp -lssl -lcrypto -o "$T_TMP/attn_decode" || fail "attn_decode does not build"
+  "$T_TMP/attn_decode" --help | grep -q "usage: attn_decode" || fail "attn_decode --help"
+  "$T_TMP/attn_decode" 96 2>"$T_TMP/ad.err" && fail "head_dim 96 accepted"
+  grep -q "multiple of 64" "$T_TMP/ad.err" || fail "head_dim 96: $(cat "$T_TMP/ad.err")"
+  "$T_TMP/attn_decode" 64 9 2>"$T_TMP/ad.err" && fail "9 heads accepted"
+  grep -q "argument 2 must be a number from 1 to 8" "$T_TMP/ad.err" || fail "9 heads: $(cat "$T_TMP/ad.err")"
+  if "$T_TMP/attn_decode" 64 3 100 >"$T_TMP/ad.out" 2>"$T_TMP/ad.err"; then
+    grep -q "attn_decode [0-9.]* ns, one head at a time [0-9.]* ns" "$T_TMP/ad.out" ||
+      fail "attn_decode output: $(cat "$T_TMP/ad.out")"
+  else
+    grep -q "cannot run the AVX-512 kernels" "$T_TMP/ad.err" || fail "attn_decode: $(cat "$T_TMP/ad.err")"
+  fi
+  cc -std=c17 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -I"$root/src" "$root/bench/bandwidth.c" \
+    "$root/src/core/str.c" "$root/src/core/alloc.c" "$root/src/core/err.c" -lpthread \
+    -o "$T_TMP/bandwidth" || fail "bandwidth does not build"
+  "$T_TMP/bandwidth" -t 1 -s 64M -r 1 -m 4k -p 1x >"$T_TMP/bw.out" 2>&1 || fail "bandwidth: $(cat "$T_TMP/bw.out")"
+  grep -q "threads 1: best [0-9.]* GB/s" "$T_TMP/bw.out" || fail "bandwidth output: $(cat "$T_TMP/bw.out")"
+}
+
 # t_run runs each case in a new bash: hand it the functions and variables.
 export -f $(declare -F | awk '{print $3}')
 export M T_TMP SLM
@@ -81,4 +112,5 @@ t_run "bench: --json has llama-bench's fields" bench_json_fields
 t_run "bench: markdown table like llama-bench" bench_markdown
 t_run "bench: comma lists and depth" bench_lists_and_depth
 t_run "bench: usage and runtime errors" bench_errors
+t_run "bench: side tools build and run (attn_decode, bandwidth)" bench_side_tools
 t_end
