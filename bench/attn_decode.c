@@ -36,32 +36,12 @@ struct setup {
     float *work;
 };
 
-/* The one-head path of model_decode.c (attend_f16) for head h of copy c. */
+/* The one-head path (kernels_attend_f16) for head h of copy c. */
 static void one_head(const struct kernel_ops *k, const struct setup *s, size_t c, size_t h,
-                     float scale, uint16_t *q16, uint16_t *acc, float *out)
+                     float scale, float *work, float *out)
 {
-    const uint16_t *K = s->K + c * s->n * s->hd, *V = s->V + c * s->n * s->hd;
-    float mx = -INFINITY, l = 0.0f;
-
-    k->f32_to_f16(s->q + h * s->hd, q16, s->hd);
-    memset(acc, 0, s->hd * sizeof(uint16_t));
-    for (size_t j = 0; j < s->n; j++) {
-        float sj = k->dot_f16(q16, K + j * s->hd, s->hd) * scale, ms = 1.0f, w = 1.0f;
-
-        if (sj > mx) {
-            ms = expf(mx - sj);
-            mx = sj;
-            k->scale_f16(s->hd, ms, acc);
-        } else {
-            w = expf(sj - mx);
-        }
-        k->mad_f16(s->hd, w, V + j * s->hd, acc);
-        l = fmaf(l, ms, w);
-    }
-    k->f16_to_f32(acc, out, s->hd);
-    if (l > 0.0f)
-        for (size_t i = 0; i < s->hd; i++)
-            out[i] *= 1.0f / l;
+    kernels_attend_f16(k, s->hd, s->q + h * s->hd, out, s->n, s->K + c * s->n * s->hd,
+                       s->V + c * s->n * s->hd, scale, work);
 }
 
 static void run_new(const struct kernel_ops *k, const struct setup *s, size_t c, float scale)
@@ -96,7 +76,7 @@ int main(int argc, char **argv)
     struct setup s;
     struct slm_rng r;
     float scale, *want;
-    uint16_t q16[512], acc[512];
+    float ohwork[KERNELS_ATTEND_CHUNK + 512];
     double best_new = 1e30, best_old = 1e30;
     size_t reps;
 
@@ -134,7 +114,7 @@ int main(int argc, char **argv)
     }
     run_new(k, &s, 0, scale);
     for (size_t h = 0; h < s.nr; h++)
-        one_head(k, &s, 0, h, scale, q16, acc, want + h * s.hd);
+        one_head(k, &s, 0, h, scale, ohwork, want + h * s.hd);
     if (memcmp(want, s.out, s.nr * s.hd * sizeof(float)) != 0) {
         fprintf(stderr, "attn_decode: the two paths differ\n");
         return 1;
@@ -148,7 +128,7 @@ int main(int argc, char **argv)
         t1 = slm_now_ns();
         for (size_t i = 0; i < reps; i++)
             for (size_t h = 0; h < s.nr; h++)
-                one_head(k, &s, i % s.copies, h, scale, q16, acc, want + h * s.hd);
+                one_head(k, &s, i % s.copies, h, scale, ohwork, want + h * s.hd);
         t2 = slm_now_ns();
         if ((double)(t1 - t0) < best_new) best_new = (double)(t1 - t0);
         if ((double)(t2 - t1) < best_old) best_old = (double)(t2 - t1);

@@ -6,6 +6,7 @@
  * SLM_CPU=scalar|avx2|avx512 asks for one path; a path this CPU cannot run,
  * or an unknown name, gets a warning on stderr and the best available one.
  */
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,5 +106,42 @@ enum tensor_type kernels_vec_dot_type(enum tensor_type t)
         return TENSOR_TYPE_Q8_K;
     default:
         return TENSOR_TYPE_COUNT;
+    }
+}
+
+void kernels_attend_f16(const struct kernel_ops *k, size_t hd, const float *q, float *out, size_t n,
+                        const uint16_t *K, const uint16_t *V, float scale, float *work)
+{
+    float *scores = work, mx = -INFINITY, l = 0.0f;
+    uint16_t *q16 = (uint16_t *)(scores + KERNELS_ATTEND_CHUNK); /* q rounded to F16 [hd] */
+    uint16_t *acc = q16 + hd;                                    /* the F16 accumulator [hd] */
+
+    k->f32_to_f16(q, q16, hd);
+    memset(acc, 0, hd * sizeof(uint16_t));
+    for (size_t j0 = 0; j0 < n; j0 += KERNELS_ATTEND_CHUNK) {
+        size_t cnt = n - j0 < KERNELS_ATTEND_CHUNK ? n - j0 : KERNELS_ATTEND_CHUNK;
+
+        for (size_t j = 0; j < cnt; j++)
+            scores[j] = k->dot_f16(q16, K + (j0 + j) * hd, hd) * scale;
+        for (size_t j = 0; j < cnt; j++) {
+            float s = scores[j], ms = 1.0f, w = 1.0f;
+
+            if (s > mx) {
+                ms = expf(mx - s); /* 0 on the first position */
+                mx = s;
+                k->scale_f16(hd, ms, acc);
+            } else {
+                w = expf(s - mx);
+            }
+            k->mad_f16(hd, w, V + (j0 + j) * hd, acc);
+            l = fmaf(l, ms, w);
+        }
+    }
+    k->f16_to_f32(acc, out, hd);
+    if (l > 0.0f) {
+        float inv = 1.0f / l;
+
+        for (size_t i = 0; i < hd; i++)
+            out[i] *= inv;
     }
 }

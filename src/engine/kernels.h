@@ -154,6 +154,24 @@ static inline size_t kernels_decode_work_floats(size_t hd)
            2 * KERNELS_DECODE_ROWS * KERNELS_DECODE_KV;
 }
 
+/* Positions per score block of kernels_attend_f16, and its scratch floats. */
+#define KERNELS_ATTEND_CHUNK 64
+static inline size_t kernels_attend_f16_floats(size_t hd)
+{
+    return KERNELS_ATTEND_CHUNK + hd;
+}
+
+/*
+ * Decode attention of one query head with table k's F16 helpers, the path
+ * attn_decode reproduces for many heads at once (see there): q rounded to
+ * F16; scores dot_f16(q, K[j]) * scale, KERNELS_ATTEND_CHUNK at a time; per
+ * position the online softmax with the C library's expf, scale_f16 of the
+ * F16 accumulator on a new maximum and mad_f16 of V[j]; at the end times
+ * 1 / sum if the sum is > 0. work: kernels_attend_f16_floats(hd) floats.
+ */
+void kernels_attend_f16(const struct kernel_ops *k, size_t hd, const float *q, float *out, size_t n,
+                        const uint16_t *K, const uint16_t *V, float scale, float *work);
+
 /* The activation type weights of type t are multiplied with; COUNT if none. */
 enum tensor_type kernels_vec_dot_type(enum tensor_type t);
 

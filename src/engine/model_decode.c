@@ -444,40 +444,9 @@ static void attend_f32(struct model_context *c, const float *q, const uint16_t *
 static void attend_f16(struct model_context *c, const float *q, const uint16_t *K,
                        const uint16_t *V, size_t n, float *out, float *scores)
 {
-    const struct kernel_ops *k = c->k;
     size_t hd = c->m->hp.head_dim;
-    float scale = 1.0f / sqrtf((float)hd);
-    float mx = -INFINITY, l = 0.0f;
-    uint16_t *q16 = (uint16_t *)(scores + ATT_CHUNK); /* q rounded to F16 [hd] */
-    uint16_t *acc = q16 + hd;                         /* the F16 accumulator [hd] */
 
-    k->f32_to_f16(q, q16, hd);
-    memset(acc, 0, hd * sizeof(uint16_t));
-    for (size_t j0 = 0; j0 < n; j0 += ATT_CHUNK) {
-        size_t cnt = n - j0 < ATT_CHUNK ? n - j0 : ATT_CHUNK;
-
-        for (size_t j = 0; j < cnt; j++)
-            scores[j] = k->dot_f16(q16, K + (j0 + j) * hd, hd) * scale;
-        for (size_t j = 0; j < cnt; j++) {
-            float s = scores[j], ms = 1.0f, w = 1.0f;
-
-            if (s > mx) {
-                ms = expf(mx - s); /* 0 on the first position */
-                mx = s;
-                k->scale_f16(hd, ms, acc);
-            } else {
-                w = expf(s - mx);
-            }
-            k->mad_f16(hd, w, V + (j0 + j) * hd, acc);
-            l = fmaf(l, ms, w);
-        }
-    }
-    k->f16_to_f32(acc, out, hd);
-    if (l > 0.0f) {
-        float inv = 1.0f / l;
-        for (size_t i = 0; i < hd; i++)
-            out[i] *= inv;
-    }
+    kernels_attend_f16(c->k, hd, q, out, n, K, V, 1.0f / sqrtf((float)hd), scores);
 }
 
 static void attend(struct model_context *c, size_t task, float *scores)

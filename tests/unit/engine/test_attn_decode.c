@@ -3,10 +3,11 @@
  * the one-head path it replaces, bit for bit, and its expf against the C
  * library's.
  *
- * The reference below is model_decode.c's attend_f16 written again from its
- * description in kernels.h, with the scalar table's dot_f16, scale_f16 and
+ * The reference is the one-head path the engine runs without attn_decode,
+ * kernels_attend_f16, with the scalar table's dot_f16, scale_f16 and
  * mad_f16 (which test_kernels.c holds to llama.cpp's order and rounding)
- * and the C library's expf: one head at a time, one position at a time.
+ * and the C library's expf: one head at a time, one position at a time;
+ * test_model.c checks that path against a reference of its own.
  */
 #include <math.h>
 #include <string.h>
@@ -18,33 +19,14 @@
 #include "engine/quant.h"
 #include "harness/t.h"
 
+/* The one-head path with the scalar table's helpers. */
 static void ref_one_head(size_t hd, const float *q, float *out, size_t n, const uint16_t *K,
                          const uint16_t *V, float scale)
 {
-    const struct kernel_ops *k = &kernels_scalar;
-    uint16_t q16[512], acc[512];
-    float mx = -INFINITY, l = 0.0f;
+    float work[KERNELS_ATTEND_CHUNK + 512];
 
-    SLM_ASSERT(hd <= 512);
-    k->f32_to_f16(q, q16, hd);
-    memset(acc, 0, sizeof(acc));
-    for (size_t j = 0; j < n; j++) {
-        float s = k->dot_f16(q16, K + j * hd, hd) * scale, ms = 1.0f, w = 1.0f;
-
-        if (s > mx) {
-            ms = expf(mx - s);
-            mx = s;
-            k->scale_f16(hd, ms, acc);
-        } else {
-            w = expf(s - mx);
-        }
-        k->mad_f16(hd, w, V + j * hd, acc);
-        l = fmaf(l, ms, w);
-    }
-    k->f16_to_f32(acc, out, hd);
-    if (l > 0.0f)
-        for (size_t i = 0; i < hd; i++)
-            out[i] *= 1.0f / l;
+    SLM_ASSERT(kernels_attend_f16_floats(hd) <= sizeof(work) / sizeof(work[0]));
+    kernels_attend_f16(&kernels_scalar, hd, q, out, n, K, V, scale, work);
 }
 
 /* Same bits, or both NaN (NaN payloads may travel differently). */
